@@ -1,0 +1,284 @@
+//! Configuration: layered loading (defaults, files, `HYDROWATCH__SECTION__KEY` environment),
+//! validation that names the file, the station or team and the key of every problem, and the
+//! typed values the rest of hydrowatch works with.
+//!
+//! A station's stages are parsed and checked once, here; rules receive a [`Station`] whose
+//! [`StageLadder`] is already known to be in order.
+
+mod load;
+mod raw;
+mod validate;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use load::{load, load_from_str, Problem, Problems};
+
+/// Everything `hydrowatch run` needs, validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub mqtt: MqttSettings,
+    pub influxdb: Option<InfluxSettings>,
+    pub journal: JournalSettings,
+    pub http: HttpSettings,
+    pub broker: BrokerSettings,
+    pub rules: RuleSettings,
+    pub limits: Limits,
+    pub teams: Vec<Team>,
+    pub stations: Vec<Station>,
+}
+
+impl Settings {
+    /// Looks a station up by id.
+    pub fn station(&self, id: &str) -> Option<&Station> {
+        self.stations.iter().find(|s| s.id == id)
+    }
+
+    /// Looks a team up by id.
+    pub fn team(&self, id: &str) -> Option<&Team> {
+        self.teams.iter().find(|t| t.id == id)
+    }
+
+    /// Station id → index into `stations`, for hot-path lookups.
+    pub fn station_index(&self) -> HashMap<String, usize> {
+        self.stations
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id.clone(), i))
+            .collect()
+    }
+}
+
+/// The MQTT connection the gauges publish to.
+#[derive(Debug, Clone)]
+pub struct MqttSettings {
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+    pub client_id: String,
+    pub topics: Vec<String>,
+    pub keep_alive: Duration,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub ack_topic: Option<String>,
+}
+
+/// Which InfluxDB write API to speak.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InfluxApi {
+    /// `/write?db=` (InfluxDB 1.x and the 2.x/3.x compatibility API).
+    V1 {
+        database: String,
+        retention_policy: Option<String>,
+        username: Option<String>,
+        password: Option<String>,
+    },
+    /// `/api/v2/write` with org and bucket.
+    V2 { org: String, bucket: String },
+}
+
+/// Where readings are forwarded for dashboards.
+#[derive(Debug, Clone)]
+pub struct InfluxSettings {
+    pub url: url::Url,
+    pub api: InfluxApi,
+    pub token: Option<String>,
+    pub batch_size: usize,
+    pub flush_interval: Duration,
+}
+
+/// The embedded store.
+#[derive(Debug, Clone)]
+pub struct JournalSettings {
+    pub path: PathBuf,
+    /// Forwarded readings older than this are deleted; unforwarded ones never are.
+    pub retention: Duration,
+}
+
+/// The HTTP listener (API, metrics, board).
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub listen: String,
+    pub read_token: Option<String>,
+    pub public_url: Option<String>,
+}
+
+/// The embedded MQTT broker.
+#[derive(Debug, Clone)]
+pub struct BrokerSettings {
+    pub embedded: bool,
+    pub listen: String,
+}
+
+/// Settings shared by every station's rules.
+#[derive(Debug, Clone)]
+pub struct RuleSettings {
+    /// Hysteresis: an alert falls back only this far below its stage.
+    pub clear_margin_m: f64,
+    /// How long a condition must hold before it fires.
+    pub pending: Duration,
+    /// For naive timestamps and the hydrological day.
+    pub time_zone: jiff::tz::TimeZone,
+    /// Name of that zone as configured, for display.
+    pub time_zone_name: String,
+    /// The hour the hydrological day starts (08:00 in China).
+    pub day_start_hour: u8,
+    /// Events observed longer ago than this are marked `late`.
+    pub late_after: Duration,
+}
+
+/// Limits on incoming messages.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_payload_bytes: usize,
+    pub max_readings_per_message: usize,
+    pub future_tolerance: Duration,
+}
+
+/// A named level. In a [`StageLadder`] the order is the severity.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stage {
+    pub name: String,
+    pub level_m: f64,
+}
+
+/// Ordered stages, least severe first. Flood stages ascend in level; drought levels descend.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StageLadder {
+    pub stages: Vec<Stage>,
+}
+
+impl StageLadder {
+    /// True when the station configures no stage of this kind.
+    pub fn is_empty(&self) -> bool {
+        self.stages.is_empty()
+    }
+
+    /// Position of a stage by name.
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.stages.iter().position(|s| s.name == name)
+    }
+}
+
+/// A sliding rainfall window with its threshold, rule `rain_<label>`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RainWindow {
+    /// As written in the configuration: "1h", "3h", "24h".
+    pub label: String,
+    pub window: Duration,
+    pub threshold_mm: f64,
+}
+
+/// Consecutive dry days, graded by season (domain.md).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DrySpell {
+    /// A hydrological day with less rain than this counts as dry.
+    pub dry_day_mm: f64,
+}
+
+/// A gauge station and the rules it runs.
+#[derive(Debug, Clone)]
+pub struct Station {
+    pub id: String,
+    pub name: String,
+    pub river: Option<String>,
+    pub basin: Option<String>,
+    pub team: Option<String>,
+    /// Expected reporting interval; also the default rain period.
+    pub interval: Duration,
+    /// Flood stages, ascending.
+    pub stages: StageLadder,
+    /// Drought levels, descending (warning above limit).
+    pub drought: StageLadder,
+    pub rise_rate_m_per_h: Option<f64>,
+    pub level_range: Option<(f64, f64)>,
+    pub max_step_m: Option<f64>,
+    pub rain: Vec<RainWindow>,
+    pub offline_after: Duration,
+    pub dry_spell: Option<DrySpell>,
+    /// Extra teams paged at or above a flood stage: (stage index, team ids).
+    pub escalate: Vec<(usize, Vec<String>)>,
+    /// Under maintenance: events are recorded but nobody is paged.
+    pub maintenance: bool,
+}
+
+/// A patrol team and how to reach it.
+#[derive(Debug, Clone)]
+pub struct Team {
+    pub id: String,
+    pub name: String,
+    pub token: Option<String>,
+    pub members: Vec<Member>,
+    pub channels: Vec<Channel>,
+    pub escalation: Vec<Escalation>,
+    /// Re-notify this often while an alert is open and unacknowledged.
+    pub renotify: Option<Duration>,
+    pub language: Language,
+}
+
+/// A team member.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub name: String,
+    pub phone: Option<String>,
+}
+
+/// If an alert at `min_stage` or above is not acknowledged within `after`, page `team`.
+#[derive(Debug, Clone)]
+pub struct Escalation {
+    pub after: Duration,
+    pub team: String,
+    /// Index into the station's flood stages; `None` means any alert.
+    pub min_stage: Option<String>,
+}
+
+/// Message language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Language {
+    Chinese,
+    English,
+}
+
+/// The kinds of notification channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelKind {
+    Webhook,
+    Mqtt,
+    Wecom,
+    Dingtalk,
+    Feishu,
+    Sms,
+}
+
+impl ChannelKind {
+    /// The name used in configuration and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelKind::Webhook => "webhook",
+            ChannelKind::Mqtt => "mqtt",
+            ChannelKind::Wecom => "wecom",
+            ChannelKind::Dingtalk => "dingtalk",
+            ChannelKind::Feishu => "feishu",
+            ChannelKind::Sms => "sms",
+        }
+    }
+}
+
+/// One way of reaching a team.
+#[derive(Debug, Clone)]
+pub struct Channel {
+    pub kind: ChannelKind,
+    pub url: Option<url::Url>,
+    pub secret: Option<String>,
+    /// SMS gateway: HTTP method, body template, content type, numbers.
+    pub method: String,
+    pub body: Option<String>,
+    pub content_type: Option<String>,
+    pub phones: Vec<String>,
+    pub language: Language,
+    pub rate_per_minute: Option<u32>,
+    /// MQTT channel topic prefix (default `hydro/alerts`).
+    pub topic: Option<String>,
+}

@@ -1,0 +1,233 @@
+//! The configuration exactly as written in TOML, before validation.
+//!
+//! These structs only describe shape; every range, order and cross-reference check lives in
+//! `validate.rs`, which turns them into the typed values in `mod.rs`.
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+/// Built-in defaults, the first layer under every configuration file.
+pub const DEFAULTS: &str = r#"
+[mqtt]
+url = "mqtt://127.0.0.1:1883"
+client_id = "hydrowatch-1"
+topics = ["hydro/+/data"]
+keep_alive = "30s"
+
+[journal]
+path = "var/hydrowatch.db"
+retention = "30d"
+
+[http]
+listen = "127.0.0.1:8080"
+
+[rules]
+clear_margin_m = 0.05
+pending = "0s"
+time_zone = "Asia/Shanghai"
+day_start_hour = 8
+late_after = "1h"
+
+[limits]
+max_payload_bytes = 1048576
+max_readings_per_message = 10000
+future_tolerance = "5m"
+"#;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSettings {
+    pub mqtt: RawMqtt,
+    pub influxdb: Option<RawInflux>,
+    pub journal: RawJournal,
+    pub http: RawHttp,
+    #[serde(default)]
+    pub broker: RawBroker,
+    pub rules: RawRules,
+    pub limits: RawLimits,
+    #[serde(default)]
+    pub catalog: Vec<String>,
+    #[serde(default)]
+    pub teams: Vec<RawTeam>,
+    #[serde(default)]
+    pub stations: Vec<RawStation>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMqtt {
+    pub url: String,
+    pub client_id: String,
+    pub topics: Vec<String>,
+    pub keep_alive: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub password_file: Option<String>,
+    pub ca_file: Option<String>,
+    /// Topic prefix on which apps acknowledge alerts: `{ack_topic}/{alert_id}`.
+    pub ack_topic: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInflux {
+    pub url: String,
+    #[serde(default = "default_api")]
+    pub api: String,
+    pub database: Option<String>,
+    pub retention_policy: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub password_file: Option<String>,
+    pub token: Option<String>,
+    pub token_file: Option<String>,
+    pub org: Option<String>,
+    pub bucket: Option<String>,
+    pub batch_size: Option<usize>,
+    pub flush_interval: Option<String>,
+}
+
+fn default_api() -> String {
+    "v1".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJournal {
+    pub path: String,
+    pub retention: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    pub listen: String,
+    /// Bearer token for reads; unset means reads are open (office network).
+    pub read_token: Option<String>,
+    pub read_token_file: Option<String>,
+    /// Base URL people use to reach the board, for acknowledgement links in messages.
+    pub public_url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBroker {
+    #[serde(default)]
+    pub embedded: bool,
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRules {
+    pub clear_margin_m: f64,
+    pub pending: String,
+    pub time_zone: String,
+    pub day_start_hour: i64,
+    pub late_after: String,
+    /// Default rain windows for every station that reports rain.
+    pub rain: Option<IndexMap<String, f64>>,
+    pub dry_spell: Option<RawDrySpell>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDrySpell {
+    /// A hydrological day with less rain than this counts as dry.
+    #[serde(default = "default_dry_day_mm")]
+    pub dry_day_mm: f64,
+}
+
+fn default_dry_day_mm() -> f64 {
+    0.1
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub max_payload_bytes: usize,
+    pub max_readings_per_message: usize,
+    pub future_tolerance: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTeam {
+    pub id: String,
+    pub name: Option<String>,
+    pub token: Option<String>,
+    pub token_file: Option<String>,
+    #[serde(default)]
+    pub members: Vec<RawMember>,
+    #[serde(default)]
+    pub channels: Vec<RawChannel>,
+    #[serde(default)]
+    pub escalation: Vec<RawEscalation>,
+    pub renotify: Option<String>,
+    pub language: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMember {
+    pub name: String,
+    pub phone: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawChannel {
+    pub kind: String,
+    pub url: Option<String>,
+    pub secret: Option<String>,
+    pub secret_file: Option<String>,
+    pub method: Option<String>,
+    pub body: Option<String>,
+    pub content_type: Option<String>,
+    #[serde(default)]
+    pub phones: Vec<String>,
+    pub language: Option<String>,
+    pub rate_per_minute: Option<u32>,
+    pub topic: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEscalation {
+    pub after: String,
+    pub team: String,
+    pub min_stage: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStation {
+    pub id: String,
+    pub name: Option<String>,
+    pub river: Option<String>,
+    pub basin: Option<String>,
+    pub team: Option<String>,
+    pub interval: Option<String>,
+    #[serde(default)]
+    pub stages: IndexMap<String, f64>,
+    #[serde(default)]
+    pub drought: IndexMap<String, f64>,
+    pub rise_rate_m_per_h: Option<f64>,
+    pub level_range: Option<Vec<f64>>,
+    pub max_step_m: Option<f64>,
+    pub rain: Option<IndexMap<String, f64>>,
+    pub offline_after: Option<String>,
+    pub dry_spell: Option<bool>,
+    /// Extra teams paged from this stage upward, e.g. the county command at `guaranteed`.
+    #[serde(default)]
+    pub escalate: IndexMap<String, Vec<String>>,
+    pub maintenance: Option<bool>,
+}
+
+/// A separate station catalogue file (`catalog = [...]`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCatalog {
+    #[serde(default)]
+    pub stations: Vec<RawStation>,
+}

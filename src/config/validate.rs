@@ -1,0 +1,723 @@
+//! Turning the raw configuration into typed values, collecting every problem on the way.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use indexmap::IndexMap;
+
+use super::load::{secret, Origins, Problem};
+use super::raw::{RawChannel, RawSettings, RawStation, RawTeam};
+use super::*;
+
+/// The Chinese characteristic levels, in order of severity.
+pub const CHINESE_STAGES: [&str; 4] = ["guard", "warning", "guaranteed", "record"];
+/// The US National Weather Service flood categories, in order of severity.
+pub const NWS_STAGES: [&str; 5] = ["action", "minor", "moderate", "major", "record"];
+/// Drought levels, in order of severity (levels descend).
+pub const DROUGHT_LEVELS: [&str; 4] = ["warning", "limit", "seasonal_min", "historical_min"];
+
+struct Ctx<'a> {
+    origins: &'a Origins,
+    problems: Vec<Problem>,
+}
+
+impl Ctx<'_> {
+    fn section(&mut self, section: &str, key: &str, message: impl Into<String>) {
+        self.problems.push(Problem {
+            file: self.origins.section(section),
+            key: format!("{section}.{key}"),
+            message: message.into(),
+        });
+    }
+
+    fn station(&mut self, id: &str, key: &str, message: impl Into<String>) {
+        self.problems.push(Problem {
+            file: self.origins.station(id),
+            key: format!("stations[{id}].{key}"),
+            message: message.into(),
+        });
+    }
+
+    fn team(&mut self, id: &str, key: &str, message: impl Into<String>) {
+        self.problems.push(Problem {
+            file: self.origins.team(id),
+            key: format!("teams[{id}].{key}"),
+            message: message.into(),
+        });
+    }
+
+    fn duration(&mut self, text: &str, report: impl FnOnce(&mut Self, String)) -> Duration {
+        match humantime::parse_duration(text.trim()) {
+            Ok(d) => d,
+            Err(e) => {
+                report(
+                    self,
+                    format!("`{text}` is not a duration ({e}); write e.g. \"30s\", \"5m\", \"1h\""),
+                );
+                Duration::ZERO
+            }
+        }
+    }
+}
+
+pub(super) fn validate(raw: RawSettings, origins: &Origins) -> Result<Settings, Vec<Problem>> {
+    let mut cx = Ctx {
+        origins,
+        problems: Vec::new(),
+    };
+
+    let mqtt = mqtt(&mut cx, raw.mqtt);
+    let influxdb = raw.influxdb.map(|i| influx(&mut cx, i));
+    let journal = JournalSettings {
+        path: PathBuf::from(&raw.journal.path),
+        retention: cx.duration(&raw.journal.retention, |c, m| {
+            c.section("journal", "retention", m)
+        }),
+    };
+    let read_token = secret(
+        raw.http.read_token,
+        raw.http.read_token_file,
+        "http.read_token",
+        origins.section("http"),
+        &mut cx.problems,
+    );
+    if raw.http.listen.parse::<std::net::SocketAddr>().is_err() {
+        cx.section(
+            "http",
+            "listen",
+            format!("`{}` is not an address like 127.0.0.1:8080", raw.http.listen),
+        );
+    }
+    let http = HttpSettings {
+        listen: raw.http.listen,
+        read_token,
+        public_url: raw.http.public_url,
+    };
+    let broker = BrokerSettings {
+        embedded: raw.broker.embedded,
+        listen: raw
+            .broker
+            .listen
+            .unwrap_or_else(|| format!("{}:{}", mqtt.host, mqtt.port)),
+    };
+    let rules = rules(&mut cx, &raw.rules);
+    let limits = Limits {
+        max_payload_bytes: raw.limits.max_payload_bytes,
+        max_readings_per_message: raw.limits.max_readings_per_message,
+        future_tolerance: cx.duration(&raw.limits.future_tolerance, |c, m| {
+            c.section("limits", "future_tolerance", m)
+        }),
+    };
+
+    let mut team_ids = HashSet::new();
+    for t in &raw.teams {
+        if !team_ids.insert(t.id.clone()) {
+            cx.team(&t.id, "id", "duplicate team id");
+        }
+    }
+    let teams: Vec<Team> = raw
+        .teams
+        .into_iter()
+        .map(|t| team(&mut cx, t, &team_ids))
+        .collect();
+
+    let default_rain = raw.rules.rain.clone();
+    let default_dry = raw.rules.dry_spell.clone();
+    let mut seen = HashSet::new();
+    let mut stations = Vec::new();
+    for s in raw.stations {
+        if !seen.insert(s.id.clone()) {
+            cx.station(&s.id, "id", "duplicate station id");
+            continue;
+        }
+        stations.push(station(
+            &mut cx,
+            s,
+            &team_ids,
+            default_rain.as_ref(),
+            default_dry.as_ref(),
+        ));
+    }
+    for t in &teams {
+        for e in &t.escalation {
+            if let Some(stage) = &e.min_stage {
+                let known = stations.iter().any(|s| s.stages.position(stage).is_some());
+                if !known && !stations.is_empty() {
+                    cx.team(
+                        &t.id,
+                        "escalation.min_stage",
+                        format!("no station has a stage named `{stage}`"),
+                    );
+                }
+            }
+        }
+    }
+
+    if cx.problems.is_empty() {
+        Ok(Settings {
+            mqtt,
+            influxdb,
+            journal,
+            http,
+            broker,
+            rules,
+            limits,
+            teams,
+            stations,
+        })
+    } else {
+        Err(cx.problems)
+    }
+}
+
+fn mqtt(cx: &mut Ctx, raw: super::raw::RawMqtt) -> MqttSettings {
+    let (mut host, mut port, mut tls) = ("127.0.0.1".to_string(), 1883, false);
+    match url::Url::parse(&raw.url) {
+        Ok(u) if matches!(u.scheme(), "mqtt" | "tcp" | "mqtts" | "ssl") => {
+            tls = matches!(u.scheme(), "mqtts" | "ssl");
+            host = u.host_str().unwrap_or("127.0.0.1").to_string();
+            port = u.port().unwrap_or(if tls { 8883 } else { 1883 });
+        }
+        Ok(u) => cx.section(
+            "mqtt",
+            "url",
+            format!("scheme `{}` is not mqtt:// or mqtts://", u.scheme()),
+        ),
+        Err(e) => cx.section("mqtt", "url", format!("`{}` is not a URL: {e}", raw.url)),
+    }
+    if raw.client_id.is_empty() {
+        cx.section(
+            "mqtt",
+            "client_id",
+            "must be set: the broker keeps the session by it",
+        );
+    }
+    if raw.topics.is_empty() {
+        cx.section("mqtt", "topics", "at least one topic filter is needed");
+    }
+    let password = secret(
+        raw.password,
+        raw.password_file,
+        "mqtt.password",
+        cx.origins.section("mqtt"),
+        &mut cx.problems,
+    );
+    MqttSettings {
+        host,
+        port,
+        tls,
+        client_id: raw.client_id,
+        topics: raw.topics,
+        keep_alive: cx.duration(&raw.keep_alive, |c, m| c.section("mqtt", "keep_alive", m)),
+        username: raw.username,
+        password,
+        ca_file: raw.ca_file.map(PathBuf::from),
+        ack_topic: raw.ack_topic,
+    }
+}
+
+fn influx(cx: &mut Ctx, raw: super::raw::RawInflux) -> InfluxSettings {
+    let url = match url::Url::parse(&raw.url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => u,
+        Ok(u) => {
+            cx.section(
+                "influxdb",
+                "url",
+                format!("scheme `{}` is not http:// or https://", u.scheme()),
+            );
+            u
+        }
+        Err(e) => {
+            cx.section("influxdb", "url", format!("`{}` is not a URL: {e}", raw.url));
+            url::Url::parse("http://127.0.0.1:8086").expect("constant URL")
+        }
+    };
+    let origin = cx.origins.section("influxdb");
+    let token = secret(
+        raw.token,
+        raw.token_file,
+        "influxdb.token",
+        origin.clone(),
+        &mut cx.problems,
+    );
+    let password = secret(
+        raw.password,
+        raw.password_file,
+        "influxdb.password",
+        origin,
+        &mut cx.problems,
+    );
+    let api = match raw.api.as_str() {
+        "v1" => InfluxApi::V1 {
+            database: raw.database.unwrap_or_else(|| {
+                cx.section("influxdb", "database", "api = \"v1\" needs a database");
+                String::new()
+            }),
+            retention_policy: raw.retention_policy,
+            username: raw.username,
+            password,
+        },
+        "v2" => {
+            let org = raw.org.unwrap_or_else(|| {
+                cx.section("influxdb", "org", "api = \"v2\" needs an org");
+                String::new()
+            });
+            let bucket = raw.bucket.unwrap_or_else(|| {
+                cx.section("influxdb", "bucket", "api = \"v2\" needs a bucket");
+                String::new()
+            });
+            if token.is_none() {
+                cx.section("influxdb", "token", "api = \"v2\" needs a token (or token_file)");
+            }
+            InfluxApi::V2 { org, bucket }
+        }
+        other => {
+            cx.section(
+                "influxdb",
+                "api",
+                format!("`{other}` is not \"v1\" or \"v2\""),
+            );
+            InfluxApi::V2 {
+                org: String::new(),
+                bucket: String::new(),
+            }
+        }
+    };
+    let flush_interval = match &raw.flush_interval {
+        Some(t) => cx.duration(t, |c, m| c.section("influxdb", "flush_interval", m)),
+        None => Duration::from_millis(200),
+    };
+    InfluxSettings {
+        url,
+        api,
+        token,
+        batch_size: raw.batch_size.unwrap_or(5000).max(1),
+        flush_interval,
+    }
+}
+
+fn rules(cx: &mut Ctx, raw: &super::raw::RawRules) -> RuleSettings {
+    if !(raw.clear_margin_m >= 0.0 && raw.clear_margin_m.is_finite()) {
+        cx.section("rules", "clear_margin_m", "must be zero or more metres");
+    }
+    if !(0..24).contains(&raw.day_start_hour) {
+        cx.section("rules", "day_start_hour", "must be an hour from 0 to 23");
+    }
+    let time_zone = match jiff::tz::TimeZone::get(&raw.time_zone) {
+        Ok(tz) => tz,
+        Err(e) => {
+            cx.section(
+                "rules",
+                "time_zone",
+                format!("`{}` is not a known time zone: {e}", raw.time_zone),
+            );
+            jiff::tz::TimeZone::UTC
+        }
+    };
+    RuleSettings {
+        clear_margin_m: raw.clear_margin_m,
+        pending: cx.duration(&raw.pending, |c, m| c.section("rules", "pending", m)),
+        time_zone,
+        time_zone_name: raw.time_zone.clone(),
+        day_start_hour: raw.day_start_hour.clamp(0, 23) as u8,
+        late_after: cx.duration(&raw.late_after, |c, m| c.section("rules", "late_after", m)),
+    }
+}
+
+fn language(text: Option<&str>) -> Result<Language, String> {
+    match text.unwrap_or("zh") {
+        "zh" | "zh-CN" | "chinese" => Ok(Language::Chinese),
+        "en" | "english" => Ok(Language::English),
+        other => Err(format!("`{other}` is not \"zh\" or \"en\"")),
+    }
+}
+
+fn team(cx: &mut Ctx, raw: RawTeam, team_ids: &HashSet<String>) -> Team {
+    let id = raw.id.clone();
+    let token = secret(
+        raw.token,
+        raw.token_file,
+        "token",
+        cx.origins.team(&id),
+        &mut cx.problems,
+    );
+    let language = language(raw.language.as_deref()).unwrap_or_else(|m| {
+        cx.team(&id, "language", m);
+        Language::Chinese
+    });
+    let members: Vec<Member> = raw
+        .members
+        .into_iter()
+        .map(|m| Member {
+            name: m.name,
+            phone: m.phone,
+        })
+        .collect();
+    let channels = raw
+        .channels
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, c)| channel(cx, &id, i, c, language, &members))
+        .collect();
+    let escalation = raw
+        .escalation
+        .into_iter()
+        .map(|e| {
+            if !team_ids.contains(&e.team) {
+                cx.team(
+                    &id,
+                    "escalation.team",
+                    format!("unknown team `{}`", e.team),
+                );
+            }
+            Escalation {
+                after: cx.duration(&e.after, |c, m| c.team(&id, "escalation.after", m)),
+                team: e.team,
+                min_stage: e.min_stage,
+            }
+        })
+        .collect();
+    let renotify = raw
+        .renotify
+        .as_deref()
+        .map(|t| cx.duration(t, |c, m| c.team(&id, "renotify", m)));
+    Team {
+        name: raw.name.unwrap_or_else(|| id.clone()),
+        id,
+        token,
+        members,
+        channels,
+        escalation,
+        renotify,
+        language,
+    }
+}
+
+fn channel(
+    cx: &mut Ctx,
+    team: &str,
+    index: usize,
+    raw: RawChannel,
+    team_language: Language,
+    members: &[Member],
+) -> Option<Channel> {
+    let key = |k: &str| format!("channels[{index}].{k}");
+    let kind = match raw.kind.as_str() {
+        "webhook" => ChannelKind::Webhook,
+        "mqtt" => ChannelKind::Mqtt,
+        "wecom" => ChannelKind::Wecom,
+        "dingtalk" => ChannelKind::Dingtalk,
+        "feishu" => ChannelKind::Feishu,
+        "sms" => ChannelKind::Sms,
+        other => {
+            cx.team(
+                team,
+                &key("kind"),
+                format!("`{other}` is not one of webhook, mqtt, wecom, dingtalk, feishu, sms"),
+            );
+            return None;
+        }
+    };
+    let url = match (&raw.url, kind) {
+        (None, ChannelKind::Mqtt) => None,
+        (None, _) => {
+            cx.team(team, &key("url"), format!("a {} channel needs a url", raw.kind));
+            None
+        }
+        (Some(u), _) => match url::Url::parse(u) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => Some(u),
+            Ok(_) | Err(_) => {
+                cx.team(team, &key("url"), format!("`{u}` is not an http(s) URL"));
+                None
+            }
+        },
+    };
+    let secret = secret(
+        raw.secret,
+        raw.secret_file,
+        &key("secret"),
+        cx.origins.team(team),
+        &mut cx.problems,
+    );
+    let mut phones = raw.phones;
+    if kind == ChannelKind::Sms && phones.is_empty() {
+        phones = members.iter().filter_map(|m| m.phone.clone()).collect();
+        if phones.is_empty() {
+            cx.team(
+                team,
+                &key("phones"),
+                "an sms channel needs phones, or members with a phone",
+            );
+        }
+    }
+    let language = match raw.language.as_deref() {
+        None => team_language,
+        Some(l) => language(Some(l)).unwrap_or_else(|m| {
+            cx.team(team, &key("language"), m);
+            team_language
+        }),
+    };
+    Some(Channel {
+        kind,
+        url,
+        secret,
+        method: raw.method.unwrap_or_else(|| "POST".into()).to_uppercase(),
+        body: raw.body,
+        content_type: raw.content_type,
+        phones,
+        language,
+        rate_per_minute: raw.rate_per_minute,
+        topic: raw.topic,
+    })
+}
+
+fn valid_station_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// Orders the stages by a known vocabulary when every name belongs to it, else as written,
+/// and checks that levels move in `direction` (+1 ascending, -1 descending).
+fn ladder(
+    cx: &mut Ctx,
+    id: &str,
+    key: &str,
+    raw: &IndexMap<String, f64>,
+    vocabularies: &[&[&str]],
+    direction: f64,
+) -> StageLadder {
+    let mut stages: Vec<Stage> = raw
+        .iter()
+        .map(|(name, level)| Stage {
+            name: name.clone(),
+            level_m: *level,
+        })
+        .collect();
+    for s in &stages {
+        if !s.level_m.is_finite() {
+            cx.station(id, &format!("{key}.{}", s.name), "level must be a number");
+        }
+    }
+    if let Some(vocab) = vocabularies
+        .iter()
+        .find(|v| stages.iter().all(|s| v.contains(&s.name.as_str())))
+    {
+        stages.sort_by_key(|s| vocab.iter().position(|n| *n == s.name));
+    }
+    for pair in stages.windows(2) {
+        let (a, b) = (&pair[0], &pair[1]);
+        if (b.level_m - a.level_m) * direction <= 0.0 {
+            let order = if direction > 0.0 { "ascend" } else { "descend" };
+            cx.station(
+                id,
+                key,
+                format!(
+                    "stage levels must {order}: {} = {} then {} = {}",
+                    a.name, a.level_m, b.name, b.level_m
+                ),
+            );
+        }
+    }
+    StageLadder { stages }
+}
+
+fn rain_windows(cx: &mut Ctx, id: &str, raw: &IndexMap<String, f64>) -> Vec<RainWindow> {
+    let mut out = Vec::new();
+    for (label, threshold) in raw {
+        let window = match humantime::parse_duration(label) {
+            Ok(d) if d >= Duration::from_secs(60) => d,
+            _ => {
+                cx.station(
+                    id,
+                    &format!("rain.{label}"),
+                    "window must be a duration of a minute or more, e.g. \"1h\", \"3h\", \"24h\"",
+                );
+                continue;
+            }
+        };
+        if !(threshold.is_finite() && *threshold > 0.0) {
+            cx.station(id, &format!("rain.{label}"), "threshold must be above 0 mm");
+            continue;
+        }
+        out.push(RainWindow {
+            label: label.clone(),
+            window,
+            threshold_mm: *threshold,
+        });
+    }
+    out
+}
+
+fn station(
+    cx: &mut Ctx,
+    raw: RawStation,
+    team_ids: &HashSet<String>,
+    default_rain: Option<&IndexMap<String, f64>>,
+    default_dry: Option<&super::raw::RawDrySpell>,
+) -> Station {
+    let id = raw.id.clone();
+    if !valid_station_id(&id) {
+        cx.station(
+            &id,
+            "id",
+            "must be 1 to 64 characters of A-Z a-z 0-9 _ . -",
+        );
+    }
+    if let Some(team) = &raw.team {
+        if !team_ids.contains(team) {
+            cx.station(&id, "team", format!("unknown team `{team}`"));
+        }
+    }
+    let interval = match &raw.interval {
+        Some(t) => cx.duration(t, |c, m| c.station(&id, "interval", m)),
+        None => Duration::from_secs(300),
+    };
+    if interval.is_zero() {
+        cx.station(&id, "interval", "must be above zero");
+    }
+    let stages = ladder(
+        cx,
+        &id,
+        "stages",
+        &raw.stages,
+        &[&CHINESE_STAGES, &NWS_STAGES],
+        1.0,
+    );
+    let drought = ladder(cx, &id, "drought", &raw.drought, &[&DROUGHT_LEVELS], -1.0);
+    let level_range = match raw.level_range.as_deref() {
+        None => None,
+        Some([lo, hi]) if lo < hi => Some((*lo, *hi)),
+        Some(_) => {
+            cx.station(&id, "level_range", "must be [lowest, highest] with lowest < highest");
+            None
+        }
+    };
+    if let Some(rate) = raw.rise_rate_m_per_h {
+        if !(rate.is_finite() && rate > 0.0) {
+            cx.station(&id, "rise_rate_m_per_h", "must be above 0");
+        }
+    }
+    if let Some(step) = raw.max_step_m {
+        if !(step.is_finite() && step > 0.0) {
+            cx.station(&id, "max_step_m", "must be above 0");
+        }
+    }
+    let rain = match raw.rain.as_ref().or(default_rain) {
+        Some(r) => rain_windows(cx, &id, r),
+        None => Vec::new(),
+    };
+    let offline_after = match &raw.offline_after {
+        Some(t) => cx.duration(t, |c, m| c.station(&id, "offline_after", m)),
+        None => interval * 3,
+    };
+    let dry_spell = match (raw.dry_spell, default_dry) {
+        (Some(false), _) | (None, None) => None,
+        (_, Some(d)) => Some(DrySpell {
+            dry_day_mm: d.dry_day_mm,
+        }),
+        (Some(true), None) => Some(DrySpell { dry_day_mm: 0.1 }),
+    };
+    let mut escalate = Vec::new();
+    for (stage, teams) in &raw.escalate {
+        match stages.position(stage) {
+            Some(i) => escalate.push((i, teams.clone())),
+            None => cx.station(&id, &format!("escalate.{stage}"), "no such stage"),
+        }
+        for t in teams {
+            if !team_ids.contains(t) {
+                cx.station(&id, &format!("escalate.{stage}"), format!("unknown team `{t}`"));
+            }
+        }
+    }
+    Station {
+        name: raw.name.unwrap_or_else(|| id.clone()),
+        river: raw.river,
+        basin: raw.basin,
+        team: raw.team,
+        interval,
+        stages,
+        drought,
+        rise_rate_m_per_h: raw.rise_rate_m_per_h,
+        level_range,
+        max_step_m: raw.max_step_m,
+        rain,
+        offline_after,
+        dry_spell,
+        escalate,
+        maintenance: raw.maintenance.unwrap_or(false),
+        id,
+    }
+}
+
+/// Imports an SL 323 style station catalogue in CSV: columns named `STCD` (required), `STNM`,
+/// `RVNM`, `BSNM`, and the characteristic levels `WRZ` (warning), `GRZ` (guaranteed), `OBHTZ`
+/// (record), plus the provincial `SFSW` (guard stage) and `LAZ` (drought warning) when present,
+/// and optional `TEAM`.
+pub(super) fn read_sl323_csv(path: &Path) -> Result<Vec<RawStation>, String> {
+    let mut reader = csv::Reader::from_path(path).map_err(|e| format!("cannot read: {e}"))?;
+    let headers: Vec<String> = reader
+        .headers()
+        .map_err(|e| format!("no header row: {e}"))?
+        .iter()
+        .map(|h| h.trim().to_ascii_uppercase())
+        .collect();
+    let col = |name: &str| headers.iter().position(|h| h == name);
+    let stcd = col("STCD").ok_or("the header has no STCD column")?;
+    let mut out = Vec::new();
+    for (row, record) in reader.records().enumerate() {
+        let record = record.map_err(|e| format!("row {}: {e}", row + 2))?;
+        let text = |c: Option<usize>| {
+            c.and_then(|i| record.get(i))
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        };
+        let number = |name: &str| -> Result<Option<f64>, String> {
+            match text(col(name)) {
+                None => Ok(None),
+                Some(t) => t
+                    .parse::<f64>()
+                    .map(Some)
+                    .map_err(|_| format!("row {}: {name} `{t}` is not a number", row + 2)),
+            }
+        };
+        let id = text(Some(stcd)).ok_or(format!("row {}: STCD is empty", row + 2))?;
+        let mut stages = IndexMap::new();
+        for (column, stage) in [
+            ("SFSW", "guard"),
+            ("WRZ", "warning"),
+            ("GRZ", "guaranteed"),
+            ("OBHTZ", "record"),
+        ] {
+            if let Some(v) = number(column)? {
+                stages.insert(stage.to_string(), v);
+            }
+        }
+        let mut drought = IndexMap::new();
+        if let Some(v) = number("LAZ")? {
+            drought.insert("warning".to_string(), v);
+        }
+        out.push(RawStation {
+            id,
+            name: text(col("STNM")),
+            river: text(col("RVNM")),
+            basin: text(col("BSNM")),
+            team: text(col("TEAM")),
+            interval: None,
+            stages,
+            drought,
+            rise_rate_m_per_h: None,
+            level_range: None,
+            max_step_m: None,
+            rain: None,
+            offline_after: None,
+            dry_spell: None,
+            escalate: IndexMap::new(),
+            maintenance: None,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,23 @@
+//! hydrowatch: flood and drought monitoring for a county flood-control office.
+//!
+//! Gauge stations publish water levels and rainfall over MQTT; hydrowatch commits every reading
+//! to an embedded journal before acknowledging it, forwards the journal to InfluxDB, evaluates
+//! each station's flood and drought rules in observation time, and pages the patrol team that
+//! owns the station until somebody acknowledges.
+//!
+//! The pipeline, one module per component:
+//!
+//! - [`ingest`]: the MQTT source and the payload decoder (contract: gauge messages);
+//! - [`journal`]: the SQLite journal, the single writer that commits readings, alerts and
+//!   notifications in one transaction, and the readers behind the API;
+//! - [`sink`]: InfluxDB line protocol and the forwarder that drains the journal;
+//! - [`rules`]: stage, rise-rate, rain, drought, dry-spell, offline and sensor rules (pure);
+//! - [`alerts`]: the alert lifecycle and its events;
+//! - [`notify`]: the outbox dispatcher and the channels that reach patrol teams;
+//! - [`api`]: HTTP API, metrics, server-sent events and the status board;
+//! - [`broker`]: the embedded MQTT broker for small installations and the demo;
+//! - [`sim`]: the gauge simulator and CSV replay;
+//! - [`config`]: layered configuration and its validation.
+
+pub mod config;
+pub mod model;

@@ -1,0 +1,99 @@
+//! The vocabulary every component shares: a gauge reading, its quality, and time.
+//!
+//! Times are kept as milliseconds since the Unix epoch (UTC) everywhere inside hydrowatch;
+//! the local time zone only matters when parsing a naive timestamp and when cutting the
+//! hydrological day, both of which happen at the edges.
+
+use serde::{Deserialize, Serialize};
+
+/// Milliseconds since the Unix epoch, UTC.
+pub type Millis = i64;
+
+/// One observation from one station at one time. At least one element is present.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reading {
+    /// Station id, as in the catalogue and the MQTT topic.
+    pub station: String,
+    /// Observation time (the end of the rainfall period for rain amounts).
+    pub time: Millis,
+    /// Water level in metres above the station datum.
+    pub level_m: Option<f64>,
+    /// Rainfall in the period ending at `time`.
+    pub rain_mm: Option<f64>,
+    /// Length of that rainfall period in seconds.
+    pub rain_period_s: Option<u32>,
+    /// Cumulative rainfall counter (tipping bucket); resets are detected.
+    pub rain_total_mm: Option<f64>,
+    /// Discharge, cubic metres per second.
+    pub flow_m3s: Option<f64>,
+    /// RTU supply voltage.
+    pub battery_v: Option<f64>,
+    /// Whether the level passed the station's sanity checks.
+    pub quality: Quality,
+}
+
+impl Reading {
+    /// A reading with only a time and a station; elements are filled in by the caller.
+    pub fn empty(station: impl Into<String>, time: Millis) -> Self {
+        Reading {
+            station: station.into(),
+            time,
+            level_m: None,
+            rain_mm: None,
+            rain_period_s: None,
+            rain_total_mm: None,
+            flow_m3s: None,
+            battery_v: None,
+            quality: Quality::Good,
+        }
+    }
+}
+
+/// Quality flag of a water level. Suspect levels are stored but kept out of the flood rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Quality {
+    /// Passed every check.
+    #[default]
+    Good,
+    /// Outside the station's physically possible `level_range`.
+    OutOfRange,
+    /// Jumped more than `max_step_m` from the previous reading.
+    Jump,
+}
+
+impl Quality {
+    /// The name stored in the journal and in InfluxDB's `quality` field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Quality::Good => "good",
+            Quality::OutOfRange => "out_of_range",
+            Quality::Jump => "jump",
+        }
+    }
+
+    /// Parses the stored name; unknown names are treated as good.
+    pub fn parse(s: &str) -> Quality {
+        match s {
+            "out_of_range" => Quality::OutOfRange,
+            "jump" => Quality::Jump,
+            _ => Quality::Good,
+        }
+    }
+}
+
+/// Wall-clock now in milliseconds.
+pub fn now_millis() -> Millis {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+/// Formats a time as RFC 3339 with the offset of `tz` (e.g. `2021-07-20T08:05:00+08:00`).
+pub fn format_time(ms: Millis, tz: &jiff::tz::TimeZone) -> String {
+    match jiff::Timestamp::from_millisecond(ms) {
+        Ok(ts) => {
+            let zoned = ts.to_zoned(tz.clone());
+            zoned.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string()
+        }
+        Err(_) => ms.to_string(),
+    }
+}
