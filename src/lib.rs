@@ -19,5 +19,15 @@
 //! - [`sim`]: the gauge simulator and CSV replay;
 //! - [`config`]: layered configuration and its validation.
 
+pub mod alerts;
+pub mod api;
 pub mod config;
+pub mod daemon;
+pub mod ingest;
+pub mod journal;
 pub mod model;
+pub mod notify;
+pub mod rules;
+pub mod shutdown;
+pub mod sim;
+pub mod sink;

@@ -1,1 +1,142 @@
-fn main() {}
+//! The `hydrowatch` command line: `run`, `check-config`, `demo`, `simulate`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use hydrowatch::config::{self, Settings};
+
+#[derive(Parser)]
+#[command(
+    name = "hydrowatch",
+    version,
+    about = "Flood and drought monitoring: gauge readings from MQTT into InfluxDB, stage rules, patrol alerts"
+)]
+struct Cli {
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Subcommand)]
+enum Commands {
+    /// Run the daemon. Several -c files layer in order over the built-in defaults, then
+    /// HYDROWATCH__SECTION__KEY environment variables.
+    Run {
+        #[arg(short = 'c', long = "config", value_name = "FILE")]
+        config: Vec<PathBuf>,
+    },
+    /// Validate everything `run` would load; print a summary and every problem.
+    CheckConfig {
+        #[arg(short = 'c', long = "config", value_name = "FILE")]
+        config: Vec<PathBuf>,
+    },
+    /// The whole system on embedded defaults, fed by a simulated flood; no outside service.
+    Demo(hydrowatch::sim::demo::DemoArgs),
+    /// Publish simulated or replayed (CSV) gauge readings to a broker.
+    Simulate(hydrowatch::sim::SimulateArgs),
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=warn,rumqttc=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_json);
+    // One TLS provider for every client in the process (MQTT over TLS, HTTPS).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("hydrowatch: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = match cli.command {
+        Commands::Run { config } => match load(&config) {
+            Some(settings) => runtime.block_on(hydrowatch::daemon::run(
+                settings,
+                hydrowatch::shutdown::signal(),
+            )),
+            None => return ExitCode::from(1),
+        },
+        Commands::CheckConfig { config } => return check_config(&config),
+        Commands::Demo(args) => runtime.block_on(hydrowatch::sim::demo::run(args)),
+        Commands::Simulate(args) => runtime.block_on(hydrowatch::sim::simulate(args)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("hydrowatch: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn load(files: &[PathBuf]) -> Option<Settings> {
+    match config::load(files) {
+        Ok(s) => Some(s),
+        Err(problems) => {
+            eprintln!(
+                "hydrowatch: the configuration has {} problem(s):",
+                problems.0.len()
+            );
+            for p in &problems.0 {
+                eprintln!("  {p}");
+            }
+            None
+        }
+    }
+}
+
+fn check_config(files: &[PathBuf]) -> ExitCode {
+    let Some(s) = load(files) else {
+        return ExitCode::from(1);
+    };
+    let rules = |f: &dyn Fn(&config::Station) -> bool| s.stations.iter().filter(|st| f(st)).count();
+    println!("configuration is valid ({} file(s))", files.len());
+    println!("  stations: {}", s.stations.len());
+    println!(
+        "  teams:    {} ({} channels)",
+        s.teams.len(),
+        s.teams.iter().map(|t| t.channels.len()).sum::<usize>()
+    );
+    println!("  rules:    stage {}, drought {}, rise_rate {}, rain {}, dry_spell {}, sensor {}, offline {}",
+        rules(&|st| !st.stages.is_empty()),
+        rules(&|st| !st.drought.is_empty()),
+        rules(&|st| st.rise_rate_m_per_h.is_some()),
+        rules(&|st| !st.rain.is_empty()),
+        rules(&|st| st.dry_spell.is_some()),
+        rules(&|st| st.level_range.is_some() || st.max_step_m.is_some()),
+        s.stations.len());
+    println!(
+        "  mqtt:     {}:{} as `{}`, topics {:?}",
+        s.mqtt.host, s.mqtt.port, s.mqtt.client_id, s.mqtt.topics
+    );
+    match &s.influxdb {
+        Some(i) => println!(
+            "  influxdb: {} ({:?})",
+            i.url,
+            match &i.api {
+                config::InfluxApi::V1 { .. } => "v1",
+                config::InfluxApi::V2 { .. } => "v2",
+            }
+        ),
+        None => println!("  influxdb: none (readings stay in the journal)"),
+    }
+    println!("  journal:  {}", s.journal.path.display());
+    println!("  http:     {}", s.http.listen);
+    ExitCode::SUCCESS
+}

@@ -228,7 +228,10 @@ fn resolve_catalog(entry: &str, files: &[PathBuf]) -> Option<PathBuf> {
 
 fn read_catalog(path: &Path) -> Result<Vec<RawStation>, Problem> {
     let name = path.display().to_string();
-    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+    {
         return super::validate::read_sl323_csv(path).map_err(|message| Problem {
             file: Some(name),
             key: String::new(),

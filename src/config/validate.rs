@@ -86,7 +86,10 @@ pub(super) fn validate(raw: RawSettings, origins: &Origins) -> Result<Settings, 
         cx.section(
             "http",
             "listen",
-            format!("`{}` is not an address like 127.0.0.1:8080", raw.http.listen),
+            format!(
+                "`{}` is not an address like 127.0.0.1:8080",
+                raw.http.listen
+            ),
         );
     }
     let http = HttpSettings {
@@ -229,7 +232,11 @@ fn influx(cx: &mut Ctx, raw: super::raw::RawInflux) -> InfluxSettings {
             u
         }
         Err(e) => {
-            cx.section("influxdb", "url", format!("`{}` is not a URL: {e}", raw.url));
+            cx.section(
+                "influxdb",
+                "url",
+                format!("`{}` is not a URL: {e}", raw.url),
+            );
             url::Url::parse("http://127.0.0.1:8086").expect("constant URL")
         }
     };
@@ -268,7 +275,11 @@ fn influx(cx: &mut Ctx, raw: super::raw::RawInflux) -> InfluxSettings {
                 String::new()
             });
             if token.is_none() {
-                cx.section("influxdb", "token", "api = \"v2\" needs a token (or token_file)");
+                cx.section(
+                    "influxdb",
+                    "token",
+                    "api = \"v2\" needs a token (or token_file)",
+                );
             }
             InfluxApi::V2 { org, bucket }
         }
@@ -365,11 +376,7 @@ fn team(cx: &mut Ctx, raw: RawTeam, team_ids: &HashSet<String>) -> Team {
         .into_iter()
         .map(|e| {
             if !team_ids.contains(&e.team) {
-                cx.team(
-                    &id,
-                    "escalation.team",
-                    format!("unknown team `{}`", e.team),
-                );
+                cx.team(&id, "escalation.team", format!("unknown team `{}`", e.team));
             }
             Escalation {
                 after: cx.duration(&e.after, |c, m| c.team(&id, "escalation.after", m)),
@@ -422,7 +429,11 @@ fn channel(
     let url = match (&raw.url, kind) {
         (None, ChannelKind::Mqtt) => None,
         (None, _) => {
-            cx.team(team, &key("url"), format!("a {} channel needs a url", raw.kind));
+            cx.team(
+                team,
+                &key("url"),
+                format!("a {} channel needs a url", raw.kind),
+            );
             None
         }
         (Some(u), _) => match url::Url::parse(u) {
@@ -560,22 +571,19 @@ fn station(
 ) -> Station {
     let id = raw.id.clone();
     if !valid_station_id(&id) {
-        cx.station(
-            &id,
-            "id",
-            "must be 1 to 64 characters of A-Z a-z 0-9 _ . -",
-        );
+        cx.station(&id, "id", "must be 1 to 64 characters of A-Z a-z 0-9 _ . -");
     }
     if let Some(team) = &raw.team {
         if !team_ids.contains(team) {
             cx.station(&id, "team", format!("unknown team `{team}`"));
         }
     }
+    let problems_before = cx.problems.len();
     let interval = match &raw.interval {
         Some(t) => cx.duration(t, |c, m| c.station(&id, "interval", m)),
         None => Duration::from_secs(300),
     };
-    if interval.is_zero() {
+    if interval.is_zero() && cx.problems.len() == problems_before {
         cx.station(&id, "interval", "must be above zero");
     }
     let stages = ladder(
@@ -591,7 +599,11 @@ fn station(
         None => None,
         Some([lo, hi]) if lo < hi => Some((*lo, *hi)),
         Some(_) => {
-            cx.station(&id, "level_range", "must be [lowest, highest] with lowest < highest");
+            cx.station(
+                &id,
+                "level_range",
+                "must be [lowest, highest] with lowest < highest",
+            );
             None
         }
     };
@@ -628,7 +640,11 @@ fn station(
         }
         for t in teams {
             if !team_ids.contains(t) {
-                cx.station(&id, &format!("escalate.{stage}"), format!("unknown team `{t}`"));
+                cx.station(
+                    &id,
+                    &format!("escalate.{stage}"),
+                    format!("unknown team `{t}`"),
+                );
             }
         }
     }

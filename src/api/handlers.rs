@@ -1,0 +1,461 @@
+//! The JSON routes of the contract.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::Json;
+use futures::Stream;
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::StreamExt;
+
+use super::{ApiError, AppState};
+use crate::alerts::{Alert, AlertEvent};
+use crate::config::{Stage, Station};
+use crate::journal::{self, writer::Command};
+use crate::model::{format_time, now_millis, Millis, Reading};
+use crate::rules::{AckError, StationStatus};
+
+/// Most points a series returns before it is downsampled.
+const MAX_POINTS: usize = 2000;
+
+/// A station as the API shows it.
+#[derive(Serialize)]
+pub struct StationView {
+    pub id: String,
+    pub name: String,
+    pub river: Option<String>,
+    pub basin: Option<String>,
+    pub team: Option<String>,
+    pub stages: Vec<StageView>,
+    pub drought: Vec<StageView>,
+    pub rain_thresholds: Vec<RainView>,
+    pub maintenance: bool,
+    pub status: Option<StationStatus>,
+    pub open_alerts: Vec<Alert>,
+}
+
+#[derive(Serialize)]
+pub struct StageView {
+    pub name: String,
+    pub level_m: f64,
+}
+
+#[derive(Serialize)]
+pub struct RainView {
+    pub window: String,
+    pub threshold_mm: f64,
+}
+
+fn stage_views(stages: &[Stage]) -> Vec<StageView> {
+    stages
+        .iter()
+        .map(|s| StageView {
+            name: s.name.clone(),
+            level_m: s.level_m,
+        })
+        .collect()
+}
+
+fn view(state: &AppState, s: &Station, open: &[Alert]) -> StationView {
+    let status = state
+        .shared
+        .statuses
+        .read()
+        .ok()
+        .and_then(|m| m.get(&s.id).cloned());
+    StationView {
+        id: s.id.clone(),
+        name: s.name.clone(),
+        river: s.river.clone(),
+        basin: s.basin.clone(),
+        team: s.team.clone(),
+        stages: stage_views(&s.stages.stages),
+        drought: stage_views(&s.drought.stages),
+        rain_thresholds: s
+            .rain
+            .iter()
+            .map(|w| RainView {
+                window: w.label.clone(),
+                threshold_mm: w.threshold_mm,
+            })
+            .collect(),
+        maintenance: s.maintenance,
+        status,
+        open_alerts: open.iter().filter(|a| a.station == s.id).cloned().collect(),
+    }
+}
+
+fn open_alerts(state: &AppState) -> Vec<Alert> {
+    state
+        .shared
+        .open_alerts
+        .read()
+        .map(|a| a.clone())
+        .unwrap_or_default()
+}
+
+/// `GET /api/v1/stations`: every station with its latest readings, stage status and trend,
+/// in catalogue order (upstream to downstream when the catalogue is written that way).
+pub async fn stations(State(state): State<AppState>) -> Json<Vec<StationView>> {
+    let open = open_alerts(&state);
+    Json(
+        state
+            .settings
+            .stations
+            .iter()
+            .map(|s| view(&state, s, &open))
+            .collect(),
+    )
+}
+
+/// `GET /api/v1/stations/{id}`.
+pub async fn station(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<StationView>, ApiError> {
+    let s = state
+        .settings
+        .station(&id)
+        .ok_or_else(|| ApiError::not_found(format!("no station `{id}`")))?;
+    Ok(Json(view(&state, s, &open_alerts(&state))))
+}
+
+#[derive(Deserialize)]
+pub struct SeriesQuery {
+    pub element: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+/// A stored series, possibly downsampled.
+#[derive(Serialize)]
+pub struct SeriesView {
+    pub station: String,
+    pub element: String,
+    pub from: String,
+    pub to: String,
+    /// `raw`, or how buckets were combined: `mean` for levels, `sum` for rain amounts.
+    pub method: String,
+    pub bucket_s: Option<i64>,
+    /// `[time_ms, value]`, oldest first.
+    pub points: Vec<(Millis, f64)>,
+}
+
+fn parse_bound(name: &str, text: &str, tz: &jiff::tz::TimeZone) -> Result<Millis, ApiError> {
+    crate::ingest::decode::parse_time(&serde_json::Value::String(text.to_string()), tz).map_err(
+        |_| {
+            ApiError::bad_request(format!(
+                "`{name}` must be RFC 3339, e.g. 2021-07-20T08:00:00+08:00"
+            ))
+        },
+    )
+}
+
+fn element_of(r: &Reading, element: &str) -> Option<f64> {
+    match element {
+        "level_m" => r.level_m,
+        "rain_mm" => r.rain_mm,
+        "rain_total_mm" => r.rain_total_mm,
+        "flow_m3s" => r.flow_m3s,
+        "battery_v" => r.battery_v,
+        _ => None,
+    }
+}
+
+/// `GET /api/v1/stations/{id}/series?element=level_m&from=&to=`. Defaults: the 24 hours up
+/// to the station's latest reading (or now).
+pub async fn series(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<SeriesQuery>,
+) -> Result<Json<SeriesView>, ApiError> {
+    if state.settings.station(&id).is_none() {
+        return Err(ApiError::not_found(format!("no station `{id}`")));
+    }
+    let element = q.element.unwrap_or_else(|| "level_m".into());
+    if ![
+        "level_m",
+        "rain_mm",
+        "rain_total_mm",
+        "flow_m3s",
+        "battery_v",
+    ]
+    .contains(&element.as_str())
+    {
+        return Err(ApiError::bad_request(format!(
+            "unknown element `{element}`: use level_m, rain_mm, rain_total_mm, flow_m3s or battery_v"
+        )));
+    }
+    let tz = state.settings.rules.time_zone.clone();
+    let to =
+        q.to.as_deref()
+            .map(|t| parse_bound("to", t, &tz))
+            .transpose()?;
+    let from = q
+        .from
+        .as_deref()
+        .map(|t| parse_bound("from", t, &tz))
+        .transpose()?;
+    if let (Some(f), Some(t)) = (from, to) {
+        if f > t {
+            return Err(ApiError::bad_request("`from` is after `to`"));
+        }
+    }
+    let reader = state.reader.clone();
+    let station = id.clone();
+    let (from, to, readings) = tokio::task::spawn_blocking(move || {
+        let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
+        let to = match to {
+            Some(t) => t,
+            None => journal::latest_time(&conn, &station)?.unwrap_or_else(now_millis),
+        };
+        let from = from.unwrap_or(to - 24 * 3600 * 1000);
+        journal::series(&conn, &station, from, to, 1_000_000).map(|r| (from, to, r))
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?
+    .map_err(|e| ApiError::internal(e.to_string()))?;
+    if from > to {
+        return Err(ApiError::bad_request("`from` is after `to`"));
+    }
+    let raw: Vec<(Millis, f64)> = readings
+        .iter()
+        .filter_map(|r| element_of(r, &element).map(|v| (r.time, v)))
+        .collect();
+    let (method, bucket_s, points) = downsample(raw, &element, from, to);
+    Ok(Json(SeriesView {
+        station: id,
+        element,
+        from: format_time(from, &tz),
+        to: format_time(to, &tz),
+        method,
+        bucket_s,
+        points,
+    }))
+}
+
+/// Keeps at most `MAX_POINTS`: levels are averaged per bucket, rain amounts summed (so a
+/// bar's height is still the rain that fell in it).
+fn downsample(
+    raw: Vec<(Millis, f64)>,
+    element: &str,
+    from: Millis,
+    to: Millis,
+) -> (String, Option<i64>, Vec<(Millis, f64)>) {
+    if raw.len() <= MAX_POINTS {
+        return ("raw".into(), None, raw);
+    }
+    let sum = element == "rain_mm";
+    let bucket = ((to - from) / MAX_POINTS as i64).max(1000);
+    let mut out: Vec<(Millis, f64, u32)> = Vec::new();
+    for (t, v) in raw {
+        let start = from + (t - from) / bucket * bucket;
+        match out.last_mut() {
+            Some(last) if last.0 == start => {
+                last.1 += v;
+                last.2 += 1;
+            }
+            _ => out.push((start, v, 1)),
+        }
+    }
+    let points = out
+        .into_iter()
+        .map(|(t, total, n)| (t, if sum { total } else { total / n as f64 }))
+        .collect();
+    (
+        if sum { "sum" } else { "mean" }.into(),
+        Some(bucket / 1000),
+        points,
+    )
+}
+
+#[derive(Deserialize)]
+pub struct AlertsQuery {
+    pub state: Option<String>,
+    pub station: Option<String>,
+}
+
+/// An alert with its events.
+#[derive(Serialize)]
+pub struct AlertView {
+    #[serde(flatten)]
+    pub alert: Alert,
+    pub open: bool,
+    pub events: Vec<AlertEvent>,
+}
+
+/// `GET /api/v1/alerts?state=open|all`.
+pub async fn alerts(
+    State(state): State<AppState>,
+    Query(q): Query<AlertsQuery>,
+) -> Result<Json<Vec<AlertView>>, ApiError> {
+    let only_open = match q.state.as_deref() {
+        None | Some("open") => true,
+        Some("all") => false,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "state `{other}` is not `open` or `all`"
+            )))
+        }
+    };
+    let reader = state.reader.clone();
+    let station = q.station.clone();
+    let views =
+        tokio::task::spawn_blocking(move || -> Result<Vec<AlertView>, journal::JournalError> {
+            let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
+            let mut out = Vec::new();
+            let open: std::collections::HashSet<String> = journal::open_alerts(&conn)?
+                .into_iter()
+                .map(|a| a.alert_id)
+                .collect();
+            for alert in journal::alerts(&conn, only_open, 500)? {
+                if station.as_ref().is_some_and(|s| *s != alert.station) {
+                    continue;
+                }
+                let events = journal::alert_events(&conn, &alert.alert_id)?;
+                out.push(AlertView {
+                    open: open.contains(&alert.alert_id),
+                    alert,
+                    events,
+                });
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(Json(views))
+}
+
+/// `GET /api/v1/alerts/{id}`.
+pub async fn alert(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<AlertView>, ApiError> {
+    let reader = state.reader.clone();
+    let found = tokio::task::spawn_blocking(
+        move || -> Result<Option<AlertView>, journal::JournalError> {
+            let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(alert) = journal::alert(&conn, &id)? else {
+                return Ok(None);
+            };
+            let open = journal::open_alerts(&conn)?
+                .iter()
+                .any(|a| a.alert_id == alert.alert_id);
+            let events = journal::alert_events(&conn, &alert.alert_id)?;
+            Ok(Some(AlertView {
+                alert,
+                open,
+                events,
+            }))
+        },
+    )
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?
+    .map_err(|e| ApiError::internal(e.to_string()))?;
+    found
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("no such alert"))
+}
+
+/// `POST /api/v1/alerts/{id}/ack` with `Authorization: Bearer <team token>`. 401 without a
+/// valid team token; 403 when the token's team is not paged for this alert's station.
+pub async fn acknowledge(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<AlertEvent>, ApiError> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "acknowledging needs `Authorization: Bearer <team token>`",
+            )
+        })?;
+    let team = state
+        .settings
+        .teams
+        .iter()
+        .find(|t| t.token.as_deref() == Some(token))
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "that token belongs to no team"))?;
+    let alert = open_alerts(&state)
+        .into_iter()
+        .find(|a| a.alert_id == id)
+        .ok_or_else(|| ApiError::not_found("no open alert with that id"))?;
+    if !crate::notify::teams_for(&state.settings, &alert).contains(&team.id.as_str()) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "team `{}` is not responsible for station `{}`",
+                team.id, alert.station
+            ),
+        ));
+    }
+    let (reply, answer) = oneshot::channel();
+    state
+        .writer
+        .send(Command::Acknowledge {
+            alert_id: id,
+            team: team.id.clone(),
+            reply,
+        })
+        .await
+        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "journal writer stopped"))?;
+    match answer.await {
+        Ok(Ok(event)) => Ok(Json(event)),
+        Ok(Err(AckError::AlreadyAcknowledged)) => {
+            Err(ApiError::new(StatusCode::CONFLICT, "already acknowledged"))
+        }
+        Ok(Err(AckError::NotFound)) => Err(ApiError::not_found("no open alert with that id")),
+        Err(_) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "journal writer stopped",
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct LimitQuery {
+    pub limit: Option<usize>,
+}
+
+/// `GET /api/v1/dead_letters?limit=`: the most recent rejected messages with their reasons.
+pub async fn dead_letters(
+    State(state): State<AppState>,
+    Query(q): Query<LimitQuery>,
+) -> Result<Json<Vec<journal::DeadLetter>>, ApiError> {
+    let limit = q.limit.unwrap_or(100).min(10_000);
+    let reader = state.reader.clone();
+    tokio::task::spawn_blocking(move || {
+        let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
+        journal::dead_letters(&conn, limit)
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?
+    .map(Json)
+    .map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// `GET /api/v1/events`: server-sent events `reading` and `alert` as they are committed.
+pub async fn events(
+    State(state): State<AppState>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let stream = BroadcastStream::new(state.live.subscribe()).filter_map(|item| {
+        let live = item.ok()?;
+        let kind = match &live {
+            crate::journal::writer::Live::Reading(_) => "reading",
+            crate::journal::writer::Live::Alert(_) => "alert",
+        };
+        let data = serde_json::to_string(&live).ok()?;
+        Some(Ok(Event::default().event(kind).data(data)))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}

@@ -1,0 +1,160 @@
+//! The HTTP side: health and readiness, Prometheus metrics, the JSON API of the contract,
+//! server-sent events, and the status board.
+//!
+//! Handlers read the writer's published state (station status, open alerts) or the journal
+//! through a read connection; the only write, acknowledgement, goes through the journal
+//! writer like everything else.
+
+mod board;
+mod handlers;
+pub mod openapi;
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use rusqlite::Connection;
+use serde::Serialize;
+use tokio::sync::{broadcast, mpsc};
+
+use crate::config::Settings;
+use crate::ingest::mqtt::SourceStatus;
+use crate::journal::writer::{Command, Live, Shared};
+
+/// Everything a handler may need.
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub shared: Arc<Shared>,
+    pub writer: mpsc::Sender<Command>,
+    pub live: broadcast::Sender<Live>,
+    pub source: Arc<SourceStatus>,
+    pub reader: Arc<Mutex<Connection>>,
+    pub metrics: Option<PrometheusHandle>,
+}
+
+/// A JSON error body with the HTTP status it goes with.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, message)
+    }
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    status: u16,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(ErrorBody {
+            error: &self.message,
+            status: self.status.as_u16(),
+        });
+        (self.status, body).into_response()
+    }
+}
+
+/// Builds the router.
+pub fn router(state: AppState) -> Router {
+    let reads = Router::new()
+        .route("/api/v1/stations", get(handlers::stations))
+        .route("/api/v1/stations/{id}", get(handlers::station))
+        .route("/api/v1/stations/{id}/series", get(handlers::series))
+        .route("/api/v1/alerts", get(handlers::alerts))
+        .route("/api/v1/alerts/{id}", get(handlers::alert))
+        .route("/api/v1/dead_letters", get(handlers::dead_letters))
+        .route("/api/v1/events", get(handlers::events))
+        .route_layer(middleware::from_fn_with_state(state.clone(), read_access));
+    Router::new()
+        .route("/", get(board::page))
+        .route("/assets/{name}", get(board::asset))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .route("/api/v1/openapi.json", get(openapi::document))
+        .route("/api/v1/alerts/{id}/ack", post(handlers::acknowledge))
+        .merge(reads)
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .with_state(state)
+}
+
+/// Ready when the journal is open (the writer exists) and the broker has acknowledged the
+/// subscriptions on the current connection.
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.writer.is_closed() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "journal writer stopped").into_response();
+    }
+    if !state.source.subscribed.load(Ordering::SeqCst) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not subscribed to the broker",
+        )
+            .into_response();
+    }
+    (StatusCode::OK, "ready").into_response()
+}
+
+async fn metrics_text(State(state): State<AppState>) -> Response {
+    match &state.metrics {
+        Some(handle) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            handle.render(),
+        )
+            .into_response(),
+        None => ApiError::not_found("metrics are not enabled in this process").into_response(),
+    }
+}
+
+/// With `http.read_token` set, reads need `Authorization: Bearer <token>` (or `?token=` for
+/// EventSource, which cannot set headers). Without it, reads are open: the office network.
+async fn read_access(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(expected) = &state.settings.http.read_token else {
+        return next.run(request).await;
+    };
+    let header_token = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string);
+    let query_token = request.uri().query().and_then(|q| {
+        q.split('&')
+            .find_map(|kv| kv.strip_prefix("token="))
+            .map(|t| {
+                urlencoding::decode(t)
+                    .map(|c| c.into_owned())
+                    .unwrap_or_default()
+            })
+    });
+    if header_token.or(query_token).as_deref() == Some(expected.as_str()) {
+        next.run(request).await
+    } else {
+        ApiError::new(StatusCode::UNAUTHORIZED, "reads need the read token").into_response()
+    }
+}

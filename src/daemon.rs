@@ -1,0 +1,189 @@
+//! Wiring: starts every component of `hydrowatch run` as its own task, connected by channels,
+//! and stops them together.
+//!
+//! ```text
+//! broker ──► ingest::mqtt ──► journal::writer ──┬─► sink (InfluxDB)
+//!              ▲   (decode)     (rules, alerts) ├─► notify::dispatch ──► teams
+//!              └──── acks after commit ◄────────┴─► api (status, SSE, board)
+//! ```
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::{broadcast, mpsc, Notify};
+
+use crate::api::{self, AppState};
+use crate::config::Settings;
+use crate::ingest::mqtt::{self, SourceStatus};
+use crate::journal::{
+    self,
+    writer::{Command, Hooks, Shared, Writer},
+};
+use crate::notify::dispatch::Dispatcher;
+use crate::sink::Forwarder;
+
+/// How often wall-clock rules (offline stations, escalation timers) are checked.
+const TICK: Duration = Duration::from_secs(2);
+
+/// Installs the Prometheus recorder once per process.
+pub fn metrics_handle() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+    static HANDLE: std::sync::OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
+        std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .install_recorder()
+                .ok()
+        })
+        .clone()
+}
+
+/// Runs the daemon until `shutdown` resolves (Ok) or a component fails for good (Err).
+pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let settings = Arc::new(settings);
+    let metrics = metrics_handle();
+    let http = reqwest::Client::builder()
+        .user_agent(concat!("hydrowatch/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .context("building the HTTP client")?;
+
+    let (commands, command_rx) = mpsc::channel::<Command>(8192);
+    let (live, _) = broadcast::channel(8192);
+    let forwarder_wake = Arc::new(Notify::new());
+    let dispatcher_wake = Arc::new(Notify::new());
+    let (ack_tx, ack_rx) = mpsc::unbounded_channel();
+    let shared = Arc::new(Shared::default());
+    let source_status = Arc::new(SourceStatus::default());
+
+    let writer = Writer::open(
+        settings.clone(),
+        shared.clone(),
+        Hooks {
+            acks: Some(ack_tx),
+            live: live.clone(),
+            forwarder: forwarder_wake.clone(),
+            dispatcher: dispatcher_wake.clone(),
+        },
+    )
+    .context("opening the journal")?;
+    let mut writer_task = tokio::task::spawn_blocking(move || writer.run(command_rx));
+    tracing::info!(path = %settings.journal.path.display(), "journal open");
+
+    let (client, eventloop) = mqtt::client(&settings)?;
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(mqtt::run(
+        eventloop,
+        client.clone(),
+        settings.clone(),
+        commands.clone(),
+        source_status.clone(),
+    ));
+    tasks.spawn(mqtt::acknowledge(
+        client.clone(),
+        source_status.clone(),
+        ack_rx,
+    ));
+
+    if let Some(influx) = settings.influxdb.clone() {
+        let forwarder = Forwarder::open(
+            settings.clone(),
+            influx,
+            http.clone(),
+            forwarder_wake.clone(),
+        )?;
+        tasks.spawn(forwarder.run());
+    } else {
+        tracing::info!("no [influxdb] section: readings stay in the journal");
+    }
+    let dispatcher = Arc::new(Dispatcher::open(
+        settings.clone(),
+        http.clone(),
+        Some(client.clone()),
+        dispatcher_wake.clone(),
+    )?);
+    tasks.spawn(dispatcher.run());
+
+    let ticker = commands.clone();
+    tasks.spawn(async move {
+        let mut interval = tokio::time::interval(TICK);
+        loop {
+            interval.tick().await;
+            if ticker.send(Command::Tick).await.is_err() {
+                return;
+            }
+        }
+    });
+    tasks.spawn(retention(settings.clone()));
+
+    let reader = journal::open(&settings.journal.path)?;
+    let state = AppState {
+        settings: settings.clone(),
+        shared,
+        writer: commands.clone(),
+        live,
+        source: source_status,
+        reader: Arc::new(Mutex::new(reader)),
+        metrics,
+    };
+    let addr: SocketAddr = settings
+        .http
+        .listen
+        .parse()
+        .with_context(|| format!("http.listen `{}`", settings.http.listen))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    tracing::info!(url = %format!("http://{addr}/"), "status board and API listening");
+    tasks.spawn(async move {
+        if let Err(e) = axum::serve(listener, api::router(state)).await {
+            tracing::error!(error = %e, "HTTP server stopped");
+        }
+    });
+    drop(commands);
+
+    tokio::select! {
+        _ = shutdown => {
+            tasks.abort_all();
+            let _ = client.disconnect().await;
+            Ok(())
+        }
+        result = &mut writer_task => {
+            tasks.abort_all();
+            match result {
+                Ok(Ok(())) => anyhow::bail!("journal writer stopped"),
+                Ok(Err(e)) => Err(anyhow::Error::new(e).context("journal writer failed; stopping so that nothing unacknowledged is lost")),
+                Err(e) => Err(anyhow::anyhow!("journal writer panicked: {e}")),
+            }
+        }
+    }
+}
+
+/// Hourly: deletes readings received longer ago than the retention window, but never one
+/// that has not yet been forwarded to InfluxDB.
+async fn retention(settings: Arc<Settings>) {
+    let mut interval = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        interval.tick().await;
+        let s = settings.clone();
+        let result =
+            tokio::task::spawn_blocking(move || -> Result<usize, journal::JournalError> {
+                let conn = journal::open(&s.journal.path)?;
+                let forwarded = match s.influxdb {
+                    Some(_) => Some(crate::sink::forwarded_seq(&conn)?),
+                    None => None,
+                };
+                let before = crate::model::now_millis() - s.journal.retention.as_millis() as i64;
+                journal::prune(&conn, before, forwarded)
+            })
+            .await;
+        match result {
+            Ok(Ok(n)) if n > 0 => tracing::info!(deleted = n, "retention: old readings deleted"),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "retention failed"),
+            Err(e) => tracing::warn!(error = %e, "retention task failed"),
+        }
+    }
+}

@@ -1,0 +1,495 @@
+//! The gauge message contract: one JSON object, an array of objects, or an envelope
+//! `{"station": ..., "readings": [...]}` on `hydro/{station_id}/data`.
+//!
+//! Decoding is all-or-nothing per message: a message with one bad reading is dead-lettered
+//! whole, with the reading's position in the reason, so that an operator can fix and replay it
+//! as the unit the station sent. Nothing here does I/O.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+use crate::model::{Millis, Quality, Reading};
+
+/// What a decoder needs to know besides the message.
+pub struct DecodeContext<'a> {
+    /// Known station ids; readings for others are dead-lettered.
+    pub stations: &'a HashSet<String>,
+    /// Zone for timestamps written without an offset.
+    pub time_zone: &'a jiff::tz::TimeZone,
+    pub max_payload_bytes: usize,
+    pub max_readings: usize,
+    /// How far in the future (beyond `now`) a time may lie: station clocks drift.
+    pub future_tolerance_ms: i64,
+    /// Wall clock at arrival.
+    pub now: Millis,
+}
+
+/// Why a message was dead-lettered. `cause` is a short stable label for metrics and logs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    pub cause: Cause,
+    pub detail: String,
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.cause.as_str(), self.detail)
+    }
+}
+
+/// The kinds of bad message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Cause {
+    TooLarge,
+    NotJson,
+    BadShape,
+    TooManyReadings,
+    UnknownStation,
+    StationMismatch,
+    MissingTime,
+    BadTime,
+    FutureTime,
+    BadValue,
+    NoElement,
+    /// An acknowledgement on the MQTT ack topic with a wrong team token.
+    Unauthorized,
+}
+
+impl Cause {
+    /// Stable label used in metrics (`cause="..."`) and in the journal.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::TooLarge => "too_large",
+            Cause::NotJson => "not_json",
+            Cause::BadShape => "bad_shape",
+            Cause::TooManyReadings => "too_many_readings",
+            Cause::UnknownStation => "unknown_station",
+            Cause::StationMismatch => "station_mismatch",
+            Cause::MissingTime => "missing_time",
+            Cause::BadTime => "bad_time",
+            Cause::FutureTime => "future_time",
+            Cause::BadValue => "bad_value",
+            Cause::NoElement => "no_element",
+            Cause::Unauthorized => "unauthorized",
+        }
+    }
+}
+
+fn reject(cause: Cause, detail: impl Into<String>) -> Rejection {
+    Rejection {
+        cause,
+        detail: detail.into(),
+    }
+}
+
+/// Extracts the station id from a topic such as `hydro/62304000/data`: the segment that
+/// stands where the configured filter has its first `+`.
+pub fn station_from_topic<'t>(topic: &'t str, filters: &[String]) -> Option<&'t str> {
+    for filter in filters {
+        let f: Vec<&str> = filter.split('/').collect();
+        let t: Vec<&str> = topic.split('/').collect();
+        let Some(plus) = f.iter().position(|s| *s == "+") else {
+            continue;
+        };
+        let matches = f.iter().enumerate().all(|(i, seg)| match *seg {
+            "#" => true,
+            "+" => t.get(i).is_some(),
+            s => t.get(i) == Some(&s),
+        }) && (f.last() == Some(&"#") || f.len() == t.len());
+        if matches {
+            return t.get(plus).copied().filter(|s| !s.is_empty());
+        }
+    }
+    None
+}
+
+/// Decodes one message. `topic_station` is the station named by the topic, if any.
+pub fn decode(
+    topic_station: Option<&str>,
+    payload: &[u8],
+    cx: &DecodeContext,
+) -> Result<Vec<Reading>, Rejection> {
+    if payload.len() > cx.max_payload_bytes {
+        return Err(reject(
+            Cause::TooLarge,
+            format!(
+                "payload of {} bytes exceeds the limit of {}",
+                payload.len(),
+                cx.max_payload_bytes
+            ),
+        ));
+    }
+    let value: Value = serde_json::from_slice(payload)
+        .map_err(|e| reject(Cause::NotJson, format!("not JSON: {e}")))?;
+
+    let (envelope_station, items): (Option<&str>, Vec<&Map<String, Value>>) = match &value {
+        Value::Object(obj) if obj.contains_key("readings") => {
+            let station = match obj.get("station") {
+                None => None,
+                Some(Value::String(s)) => Some(s.as_str()),
+                Some(_) => return Err(reject(Cause::BadShape, "`station` must be a string")),
+            };
+            let Some(Value::Array(arr)) = obj.get("readings") else {
+                return Err(reject(Cause::BadShape, "`readings` must be an array"));
+            };
+            (station, objects(arr)?)
+        }
+        Value::Object(obj) => (None, vec![obj]),
+        Value::Array(arr) => (None, objects(arr)?),
+        _ => {
+            return Err(reject(
+                Cause::BadShape,
+                "expected an object, an array of objects, or {\"station\", \"readings\"}",
+            ))
+        }
+    };
+    if items.is_empty() {
+        return Err(reject(Cause::BadShape, "no readings in the message"));
+    }
+    if items.len() > cx.max_readings {
+        return Err(reject(
+            Cause::TooManyReadings,
+            format!(
+                "{} readings exceed the limit of {} per message",
+                items.len(),
+                cx.max_readings
+            ),
+        ));
+    }
+
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let at = |e: Rejection| {
+            if items.len() == 1 {
+                e
+            } else {
+                Rejection {
+                    cause: e.cause,
+                    detail: format!("reading {i}: {}", e.detail),
+                }
+            }
+        };
+        let station = station_of(topic_station, envelope_station, item, cx).map_err(at)?;
+        out.push(reading(station, item, cx).map_err(at)?);
+    }
+    Ok(out)
+}
+
+fn objects(arr: &[Value]) -> Result<Vec<&Map<String, Value>>, Rejection> {
+    arr.iter()
+        .enumerate()
+        .map(|(i, v)| {
+            v.as_object()
+                .ok_or_else(|| reject(Cause::BadShape, format!("reading {i} is not an object")))
+        })
+        .collect()
+}
+
+/// The topic names the station; a `station` in the payload must agree with it.
+fn station_of<'a>(
+    topic: Option<&'a str>,
+    envelope: Option<&'a str>,
+    item: &'a Map<String, Value>,
+    cx: &DecodeContext,
+) -> Result<&'a str, Rejection> {
+    let inner = match item.get("station") {
+        None => None,
+        Some(Value::String(s)) => Some(s.as_str()),
+        Some(_) => return Err(reject(Cause::BadShape, "`station` must be a string")),
+    };
+    let mut chosen = topic;
+    for named in [envelope, inner].into_iter().flatten() {
+        match chosen {
+            Some(c) if c != named => {
+                return Err(reject(
+                    Cause::StationMismatch,
+                    format!("payload names station `{named}` but the topic is for `{c}`"),
+                ))
+            }
+            _ => chosen = Some(named),
+        }
+    }
+    let station =
+        chosen.ok_or_else(|| reject(Cause::UnknownStation, "no station in topic or payload"))?;
+    if !cx.stations.contains(station) {
+        return Err(reject(
+            Cause::UnknownStation,
+            format!("station `{station}` is not in the catalogue"),
+        ));
+    }
+    Ok(station)
+}
+
+fn reading(
+    station: &str,
+    item: &Map<String, Value>,
+    cx: &DecodeContext,
+) -> Result<Reading, Rejection> {
+    let time = match item.get("time") {
+        None | Some(Value::Null) => return Err(reject(Cause::MissingTime, "`time` is missing")),
+        Some(v) => parse_time(v, cx.time_zone)?,
+    };
+    if time > cx.now + cx.future_tolerance_ms {
+        return Err(reject(
+            Cause::FutureTime,
+            format!(
+                "time {} lies {} s in the future",
+                crate::model::format_time(time, cx.time_zone),
+                (time - cx.now) / 1000
+            ),
+        ));
+    }
+    let mut r = Reading::empty(station, time);
+    r.level_m = number(item, "level_m", -1000.0, 10_000.0)?;
+    r.rain_mm = number(item, "rain_mm", 0.0, 2000.0)?;
+    r.rain_total_mm = number(item, "rain_total_mm", 0.0, 1.0e7)?;
+    r.flow_m3s = number(item, "flow_m3s", -1.0e6, 1.0e6)?;
+    r.battery_v = number(item, "battery_v", 0.0, 1000.0)?;
+    r.rain_period_s = match number(item, "rain_period_s", 1.0, 31.0 * 86400.0)? {
+        None => None,
+        Some(p) if p.fract() == 0.0 => Some(p as u32),
+        Some(p) => {
+            return Err(reject(
+                Cause::BadValue,
+                format!("`rain_period_s` {p} is not a whole number of seconds"),
+            ))
+        }
+    };
+    if r.level_m.is_none()
+        && r.rain_mm.is_none()
+        && r.rain_total_mm.is_none()
+        && r.flow_m3s.is_none()
+    {
+        return Err(reject(
+            Cause::NoElement,
+            "no element: expected level_m, rain_mm, rain_total_mm or flow_m3s",
+        ));
+    }
+    r.quality = Quality::Good;
+    Ok(r)
+}
+
+/// A number within a sane physical range (station-specific ranges are a quality flag, not a
+/// rejection; see the sensor rule).
+fn number(
+    item: &Map<String, Value>,
+    key: &str,
+    min: f64,
+    max: f64,
+) -> Result<Option<f64>, Rejection> {
+    match item.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => {
+            let v = n.as_f64().unwrap_or(f64::NAN);
+            if !v.is_finite() || v < min || v > max {
+                Err(reject(
+                    Cause::BadValue,
+                    format!("`{key}` = {v} is outside {min}..{max}"),
+                ))
+            } else {
+                Ok(Some(v))
+            }
+        }
+        Some(other) => Err(reject(
+            Cause::BadValue,
+            format!("`{key}` must be a number, got {other}"),
+        )),
+    }
+}
+
+/// RFC 3339 with offset; without an offset, local time in `tz`; an integer is Unix seconds,
+/// or milliseconds when above 10^11.
+pub fn parse_time(v: &Value, tz: &jiff::tz::TimeZone) -> Result<Millis, Rejection> {
+    const EARLIEST: Millis = -2_208_988_800_000; // 1900-01-01: older is a clock fault
+    let ms = match v {
+        Value::Number(n) => {
+            let secs_or_ms = n
+                .as_i64()
+                .map(|i| i as f64)
+                .or_else(|| n.as_f64())
+                .unwrap_or(f64::NAN);
+            if !secs_or_ms.is_finite() {
+                return Err(reject(Cause::BadTime, format!("time {n} is not a number")));
+            }
+            if secs_or_ms.abs() > 1e11 {
+                secs_or_ms.round() as i64
+            } else {
+                (secs_or_ms * 1000.0).round() as i64
+            }
+        }
+        Value::String(s) => parse_time_text(s, tz)?,
+        other => {
+            return Err(reject(
+                Cause::BadTime,
+                format!("time must be a string or a number, got {other}"),
+            ))
+        }
+    };
+    if ms < EARLIEST {
+        return Err(reject(Cause::BadTime, "time before 1900"));
+    }
+    Ok(ms)
+}
+
+fn parse_time_text(s: &str, tz: &jiff::tz::TimeZone) -> Result<Millis, Rejection> {
+    if let Ok(ts) = s.parse::<jiff::Timestamp>() {
+        return Ok(ts.as_millisecond());
+    }
+    let civil: jiff::civil::DateTime = s.parse().map_err(|_| {
+        reject(
+            Cause::BadTime,
+            format!("`{s}` is not RFC 3339 (e.g. 2021-07-20T08:05:00+08:00)"),
+        )
+    })?;
+    let zoned = tz
+        .to_ambiguous_zoned(civil)
+        .compatible()
+        .map_err(|e| reject(Cause::BadTime, format!("`{s}` in the local zone: {e}")))?;
+    Ok(zoned.timestamp().as_millisecond())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cx(stations: &HashSet<String>) -> DecodeContext<'_> {
+        DecodeContext {
+            stations,
+            time_zone: Box::leak(Box::new(jiff::tz::TimeZone::get("Asia/Shanghai").unwrap())),
+            max_payload_bytes: 4096,
+            max_readings: 100,
+            future_tolerance_ms: 300_000,
+            now: 1_700_000_000_000,
+        }
+    }
+
+    fn known() -> HashSet<String> {
+        ["62304000".to_string(), "a b".to_string()]
+            .into_iter()
+            .collect()
+    }
+
+    const T0: Millis = 1_626_739_500_000; // 2021-07-20T08:05:00+08:00
+
+    #[test]
+    fn single_object_with_offset() {
+        let k = known();
+        let r = decode(
+            Some("62304000"),
+            br#"{"time":"2021-07-20T08:05:00+08:00","level_m":59.32,"rain_mm":1.5,"rain_period_s":300}"#,
+            &cx(&k),
+        )
+        .unwrap();
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].time, T0);
+        assert_eq!(r[0].level_m, Some(59.32));
+        assert_eq!(r[0].rain_mm, Some(1.5));
+        assert_eq!(r[0].rain_period_s, Some(300));
+    }
+
+    #[test]
+    fn array_envelope_naive_and_epoch_times() {
+        let k = known();
+        let c = cx(&k);
+        let arr = decode(
+            Some("62304000"),
+            br#"[{"time":"2021-07-20T08:05:00","level_m":1},{"time":1626739500,"level_m":2},{"time":1626739500000,"level_m":3}]"#,
+            &c,
+        )
+        .unwrap();
+        assert!(arr.iter().all(|r| r.time == T0), "{arr:?}");
+        let env = decode(
+            Some("62304000"),
+            br#"{"station":"62304000","readings":[{"time":"2021-07-20T00:05:00Z","rain_total_mm":12.5}]}"#,
+            &c,
+        )
+        .unwrap();
+        assert_eq!(env[0].time, T0);
+        assert_eq!(env[0].rain_total_mm, Some(12.5));
+    }
+
+    #[test]
+    fn bad_messages_name_their_cause() {
+        let k = known();
+        let c = cx(&k);
+        let cases: [(&[u8], Option<&str>, Cause); 9] = [
+            (b"not json", Some("62304000"), Cause::NotJson),
+            (br#"{"level_m":1}"#, Some("62304000"), Cause::MissingTime),
+            (
+                br#"{"time":1626739500,"level_m":1}"#,
+                Some("nope"),
+                Cause::UnknownStation,
+            ),
+            (
+                br#"{"time":1626739500,"level_m":"NaN"}"#,
+                Some("62304000"),
+                Cause::BadValue,
+            ),
+            (
+                br#"{"time":1626739500,"level_m":1e308}"#,
+                Some("62304000"),
+                Cause::BadValue,
+            ),
+            (
+                br#"{"time":4102444800,"level_m":1}"#,
+                Some("62304000"),
+                Cause::FutureTime,
+            ),
+            (
+                br#"{"time":1626739500}"#,
+                Some("62304000"),
+                Cause::NoElement,
+            ),
+            (
+                br#"{"station":"a b","time":1626739500,"level_m":1}"#,
+                Some("62304000"),
+                Cause::StationMismatch,
+            ),
+            (
+                br#"{"time":"yesterday","level_m":1}"#,
+                Some("62304000"),
+                Cause::BadTime,
+            ),
+        ];
+        for (payload, station, cause) in cases {
+            let e = decode(station, payload, &c).unwrap_err();
+            assert_eq!(e.cause, cause, "{}", String::from_utf8_lossy(payload));
+        }
+        let big = vec![b' '; 5000];
+        assert_eq!(
+            decode(Some("62304000"), &big, &c).unwrap_err().cause,
+            Cause::TooLarge
+        );
+    }
+
+    #[test]
+    fn one_bad_reading_rejects_the_message_and_says_which() {
+        let k = known();
+        let e = decode(
+            Some("62304000"),
+            br#"[{"time":1626739500,"level_m":1},{"time":1626739500,"level_m":-5000}]"#,
+            &cx(&k),
+        )
+        .unwrap_err();
+        assert_eq!(e.cause, Cause::BadValue);
+        assert!(e.detail.starts_with("reading 1:"), "{}", e.detail);
+    }
+
+    #[test]
+    fn station_is_taken_from_the_plus_segment() {
+        let filters = vec!["hydro/+/data".to_string()];
+        assert_eq!(
+            station_from_topic("hydro/62304000/data", &filters),
+            Some("62304000")
+        );
+        assert_eq!(station_from_topic("hydro/62304000/status", &filters), None);
+        assert_eq!(station_from_topic("other/x/data", &filters), None);
+        let deep = vec!["region/+/gauges/#".to_string()];
+        assert_eq!(
+            station_from_topic("region/st1/gauges/a/b", &deep),
+            Some("st1")
+        );
+    }
+}

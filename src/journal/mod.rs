@@ -1,0 +1,389 @@
+//! The journal: an embedded SQLite database (WAL mode, `synchronous = FULL`) that is the
+//! system of record between the broker and everything downstream.
+//!
+//! Why it exists: a reading is acknowledged to the broker only once it is committed here, and
+//! every consumer (InfluxDB forwarder, notification outbox, API) reads from here with its own
+//! cursor. A crash at any moment therefore loses nothing that was acknowledged, and replays
+//! duplicate nothing, because readings are keyed by (station, observation time).
+//!
+//! One [`writer`] thread owns the only write-heavy connection and commits each group of
+//! messages (readings, dead letters, alert changes, outbox rows) in one transaction; the other
+//! components open their own connections for reads and small cursor updates.
+
+pub mod writer;
+
+use std::path::Path;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+use crate::alerts::{Alert, AlertEvent};
+use crate::model::{Millis, Quality, Reading};
+
+/// Errors from the journal: the database file cannot be opened or written.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal {path}: {source}")]
+    Open {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("journal directory {path}: {source}")]
+    Directory {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("journal: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("journal: stored JSON is unreadable: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS readings (
+    station       TEXT    NOT NULL,
+    time_ms       INTEGER NOT NULL,
+    seq           INTEGER NOT NULL,
+    level_m       REAL,
+    rain_mm       REAL,
+    rain_period_s INTEGER,
+    rain_total_mm REAL,
+    flow_m3s      REAL,
+    battery_v     REAL,
+    quality       TEXT    NOT NULL DEFAULT 'good',
+    received_ms   INTEGER NOT NULL,
+    PRIMARY KEY (station, time_ms)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS readings_seq ON readings (seq);
+
+CREATE TABLE IF NOT EXISTS cursors (
+    name TEXT PRIMARY KEY,
+    seq  INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id          INTEGER PRIMARY KEY,
+    received_ms INTEGER NOT NULL,
+    topic       TEXT    NOT NULL,
+    payload     BLOB    NOT NULL,
+    cause       TEXT    NOT NULL,
+    detail      TEXT    NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS alerts (
+    alert_id   TEXT PRIMARY KEY,
+    station    TEXT    NOT NULL,
+    rule       TEXT    NOT NULL,
+    open       INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    json       TEXT    NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS alerts_open ON alerts (station, rule) WHERE open = 1;
+
+CREATE TABLE IF NOT EXISTS alert_events (
+    seq        INTEGER PRIMARY KEY,
+    event_id   TEXT    NOT NULL UNIQUE,
+    alert_id   TEXT    NOT NULL,
+    created_ms INTEGER NOT NULL,
+    json       TEXT    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alert_events_alert ON alert_events (alert_id);
+
+CREATE TABLE IF NOT EXISTS outbox (
+    id              INTEGER PRIMARY KEY,
+    event_seq       INTEGER NOT NULL,
+    destination     TEXT    NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ms INTEGER NOT NULL,
+    delivered_ms    INTEGER,
+    last_error      TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (destination, id) WHERE delivered_ms IS NULL;
+
+CREATE TABLE IF NOT EXISTS station_state (
+    station      TEXT PRIMARY KEY,
+    last_seen_ms INTEGER,
+    snapshot     TEXT
+);
+"#;
+
+/// Opens (creating if needed) the journal at `path` with the pragmas every connection needs.
+pub fn open(path: &Path) -> Result<Connection, JournalError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| JournalError::Directory {
+            path: dir.display().to_string(),
+            source,
+        })?;
+    }
+    let conn = Connection::open(path).map_err(|source| JournalError::Open {
+        path: path.display().to_string(),
+        source,
+    })?;
+    // FULL makes every commit durable in WAL mode: "acknowledged" means "survives power loss".
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA busy_timeout = 10000;
+         PRAGMA foreign_keys = OFF;",
+    )?;
+    conn.execute_batch(SCHEMA)?;
+    Ok(conn)
+}
+
+/// A stored reading with its forwarding sequence number.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub seq: i64,
+    pub reading: Reading,
+}
+
+const READING_COLUMNS: &str = "station, time_ms, level_m, rain_mm, rain_period_s, rain_total_mm, flow_m3s, battery_v, quality";
+
+fn reading_from_row(row: &rusqlite::Row, offset: usize) -> rusqlite::Result<Reading> {
+    let quality: String = row.get(offset + 8)?;
+    Ok(Reading {
+        station: row.get(offset)?,
+        time: row.get(offset + 1)?,
+        level_m: row.get(offset + 2)?,
+        rain_mm: row.get(offset + 3)?,
+        rain_period_s: row.get(offset + 4)?,
+        rain_total_mm: row.get(offset + 5)?,
+        flow_m3s: row.get(offset + 6)?,
+        battery_v: row.get(offset + 7)?,
+        quality: Quality::parse(&quality),
+    })
+}
+
+/// Readings after `cursor` in commit order, at most `limit`.
+pub fn readings_after(
+    conn: &Connection,
+    cursor: i64,
+    limit: usize,
+) -> Result<Vec<Stored>, JournalError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT seq, {READING_COLUMNS} FROM readings WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+    ))?;
+    let rows = stmt.query_map(params![cursor, limit as i64], |row| {
+        Ok(Stored {
+            seq: row.get(0)?,
+            reading: reading_from_row(row, 1)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// A station's readings in `[from, to]`, oldest first, at most `limit`.
+pub fn series(
+    conn: &Connection,
+    station: &str,
+    from: Millis,
+    to: Millis,
+    limit: usize,
+) -> Result<Vec<Reading>, JournalError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {READING_COLUMNS} FROM readings WHERE station = ?1 AND time_ms >= ?2 AND time_ms <= ?3
+         ORDER BY time_ms LIMIT ?4"
+    ))?;
+    let rows = stmt.query_map(params![station, from, to, limit as i64], |row| {
+        reading_from_row(row, 0)
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The observation time of a station's latest reading.
+pub fn latest_time(conn: &Connection, station: &str) -> Result<Option<Millis>, JournalError> {
+    Ok(conn.query_row(
+        "SELECT max(time_ms) FROM readings WHERE station = ?1",
+        [station],
+        |r| r.get(0),
+    )?)
+}
+
+/// Each station's readings from `span_ms` before its own latest reading onward, in time order:
+/// what the rules need to rebuild their windows at start (observation time, so a replayed
+/// flood from years ago rebuilds too).
+pub fn recent_per_station(conn: &Connection, span_ms: i64) -> Result<Vec<Reading>, JournalError> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {READING_COLUMNS} FROM readings r
+         JOIN (SELECT station AS s, max(time_ms) AS latest FROM readings GROUP BY station) m
+           ON r.station = m.s
+         WHERE r.time_ms >= m.latest - ?1
+         ORDER BY r.station, r.time_ms"
+    ))?;
+    let rows = stmt.query_map(params![span_ms], |row| reading_from_row(row, 0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The position a consumer has reached.
+pub fn cursor(conn: &Connection, name: &str) -> Result<i64, JournalError> {
+    Ok(conn
+        .query_row("SELECT seq FROM cursors WHERE name = ?1", [name], |r| {
+            r.get(0)
+        })
+        .optional()?
+        .unwrap_or(0))
+}
+
+/// Moves a consumer's cursor forward (never back).
+pub fn set_cursor(conn: &Connection, name: &str, seq: i64) -> Result<(), JournalError> {
+    conn.execute(
+        "INSERT INTO cursors (name, seq) VALUES (?1, ?2)
+         ON CONFLICT (name) DO UPDATE SET seq = max(seq, excluded.seq)",
+        params![name, seq],
+    )?;
+    Ok(())
+}
+
+/// The highest reading sequence number committed so far.
+pub fn max_reading_seq(conn: &Connection) -> Result<i64, JournalError> {
+    Ok(
+        conn.query_row("SELECT coalesce(max(seq), 0) FROM readings", [], |r| {
+            r.get(0)
+        })?,
+    )
+}
+
+/// The highest alert-event sequence number committed so far.
+pub fn max_event_seq(conn: &Connection) -> Result<i64, JournalError> {
+    Ok(
+        conn.query_row("SELECT coalesce(max(seq), 0) FROM alert_events", [], |r| {
+            r.get(0)
+        })?,
+    )
+}
+
+/// Alert events after `cursor`, oldest first.
+pub fn events_after(
+    conn: &Connection,
+    cursor: i64,
+    limit: usize,
+) -> Result<Vec<(i64, AlertEvent)>, JournalError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, json FROM alert_events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![cursor, limit as i64], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (seq, json) = row?;
+        out.push((seq, serde_json::from_str(&json)?));
+    }
+    Ok(out)
+}
+
+/// The alerts still open, as the rules engine left them.
+pub fn open_alerts(conn: &Connection) -> Result<Vec<Alert>, JournalError> {
+    alerts_where(conn, "open = 1", 100_000)
+}
+
+/// Open alerts, or all alerts newest first, at most `limit`.
+pub fn alerts(
+    conn: &Connection,
+    only_open: bool,
+    limit: usize,
+) -> Result<Vec<Alert>, JournalError> {
+    alerts_where(conn, if only_open { "open = 1" } else { "1 = 1" }, limit)
+}
+
+fn alerts_where(conn: &Connection, filter: &str, limit: usize) -> Result<Vec<Alert>, JournalError> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT json FROM alerts WHERE {filter} ORDER BY updated_ms DESC LIMIT ?1"
+    ))?;
+    let rows = stmt.query_map([limit as i64], |r| r.get::<_, String>(0))?;
+    let mut out = Vec::new();
+    for json in rows {
+        out.push(serde_json::from_str(&json?)?);
+    }
+    Ok(out)
+}
+
+/// One alert by id, open or closed.
+pub fn alert(conn: &Connection, alert_id: &str) -> Result<Option<Alert>, JournalError> {
+    let json: Option<String> = conn
+        .query_row(
+            "SELECT json FROM alerts WHERE alert_id = ?1",
+            [alert_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(match json {
+        Some(j) => Some(serde_json::from_str(&j)?),
+        None => None,
+    })
+}
+
+/// An alert's events, oldest first.
+pub fn alert_events(conn: &Connection, alert_id: &str) -> Result<Vec<AlertEvent>, JournalError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT json FROM alert_events WHERE alert_id = ?1 ORDER BY seq")?;
+    let rows = stmt.query_map([alert_id], |r| r.get::<_, String>(0))?;
+    let mut out = Vec::new();
+    for json in rows {
+        out.push(serde_json::from_str(&json?)?);
+    }
+    Ok(out)
+}
+
+/// A dead-lettered message.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadLetter {
+    pub id: i64,
+    pub received_ms: Millis,
+    pub topic: String,
+    pub payload: String,
+    pub cause: String,
+    pub detail: String,
+}
+
+/// The most recent dead letters, newest first.
+pub fn dead_letters(conn: &Connection, limit: usize) -> Result<Vec<DeadLetter>, JournalError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, received_ms, topic, payload, cause, detail FROM dead_letters ORDER BY id DESC LIMIT ?1",
+    )?;
+    let rows = stmt.query_map([limit as i64], |r| {
+        let payload: Vec<u8> = r.get(3)?;
+        Ok(DeadLetter {
+            id: r.get(0)?,
+            received_ms: r.get(1)?,
+            topic: r.get(2)?,
+            payload: String::from_utf8_lossy(&payload).into_owned(),
+            cause: r.get(4)?,
+            detail: r.get(5)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Per-station wall-clock time of the last message and the rules' snapshot.
+pub fn station_states(
+    conn: &Connection,
+) -> Result<Vec<(String, Option<Millis>, Option<String>)>, JournalError> {
+    let mut stmt = conn.prepare("SELECT station, last_seen_ms, snapshot FROM station_state")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Deletes readings received before `before_ms` that every consumer has passed: retention
+/// never deletes a reading that has not been forwarded.
+pub fn prune(
+    conn: &Connection,
+    before_ms: Millis,
+    forwarded_seq: Option<i64>,
+) -> Result<usize, JournalError> {
+    let n = match forwarded_seq {
+        Some(seq) => conn.execute(
+            "DELETE FROM readings WHERE received_ms < ?1 AND seq <= ?2",
+            params![before_ms, seq],
+        )?,
+        None => conn.execute(
+            "DELETE FROM readings WHERE received_ms < ?1",
+            params![before_ms],
+        )?,
+    };
+    conn.execute(
+        "DELETE FROM outbox WHERE delivered_ms IS NOT NULL AND delivered_ms < ?1",
+        params![before_ms],
+    )?;
+    Ok(n)
+}

@@ -1,0 +1,472 @@
+//! The single journal writer: the one place where readings, dead letters, alert changes and
+//! notification outbox rows become durable, together, in one transaction per group of messages.
+//!
+//! Group commit: the writer takes every command waiting in its channel (up to a limit), commits
+//! them in one fsync'd transaction, and only then acknowledges the MQTT messages, in arrival
+//! order. While one commit is being synced, the next group accumulates, so the cost of an fsync
+//! is shared by however many messages arrived meanwhile.
+//!
+//! The rules engine lives here too, because an alert change must commit atomically with the
+//! reading that caused it: after `kill -9`, either both are in the journal or neither is (and
+//! the broker redelivers the message).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use rusqlite::{params, Connection};
+use serde::Serialize;
+use tokio::sync::{broadcast, mpsc, oneshot, Notify};
+
+use super::JournalError;
+use crate::alerts::{Alert, AlertEvent, AlertState};
+use crate::config::Settings;
+use crate::ingest::decode::Rejection;
+use crate::ingest::mqtt::AckToken;
+use crate::model::{now_millis, Millis, Reading};
+use crate::rules::{AckError, Engine, StationStatus};
+
+/// Most commands committed in one transaction.
+const MAX_GROUP: usize = 4096;
+
+/// Work for the writer.
+pub enum Command {
+    /// One message from a source, already decoded.
+    Message(Inbound),
+    /// A team acknowledges an alert (API or MQTT); the reply says how it went.
+    Acknowledge {
+        alert_id: String,
+        team: String,
+        reply: oneshot::Sender<Result<AlertEvent, AckError>>,
+    },
+    /// Wall-clock tick: offline detection and escalation timers.
+    Tick,
+}
+
+/// A message as the source received it.
+pub struct Inbound {
+    pub topic: String,
+    pub received_at: Millis,
+    pub decoded: Decoded,
+    /// The MQTT message to acknowledge once committed (none for in-process sources).
+    pub publish: Option<AckToken>,
+}
+
+/// The decoder's verdict on a message.
+pub enum Decoded {
+    Readings(Vec<Reading>),
+    Rejected {
+        rejection: Rejection,
+        payload: Vec<u8>,
+    },
+    /// An app acknowledged an alert over MQTT (token already checked).
+    Acknowledge {
+        alert_id: String,
+        team: String,
+    },
+}
+
+/// What happened, for live subscribers (server-sent events, the board).
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Live {
+    Reading(Reading),
+    Alert(AlertEvent),
+}
+
+/// State the API reads without touching the database: kept current by the writer after
+/// each commit.
+#[derive(Default)]
+pub struct Shared {
+    pub statuses: RwLock<HashMap<String, StationStatus>>,
+    pub open_alerts: RwLock<Vec<Alert>>,
+}
+
+/// Where the writer tells others that something was committed.
+pub struct Hooks {
+    /// Committed MQTT messages, in arrival order, for the acknowledging task.
+    pub acks: Option<mpsc::UnboundedSender<Vec<AckToken>>>,
+    pub live: broadcast::Sender<Live>,
+    /// Wakes the InfluxDB forwarder.
+    pub forwarder: Arc<Notify>,
+    /// Wakes the notification dispatcher.
+    pub dispatcher: Arc<Notify>,
+}
+
+/// The writer and everything it owns.
+pub struct Writer {
+    conn: Connection,
+    engine: Engine,
+    settings: Arc<Settings>,
+    shared: Arc<Shared>,
+    hooks: Hooks,
+    next_seq: i64,
+    snapshots: HashMap<String, serde_json::Value>,
+    log_limiter: LogLimiter,
+}
+
+/// Outcome of one commit, published after it is durable.
+#[derive(Default)]
+struct Effects {
+    acks: Vec<AckToken>,
+    replies: Vec<(
+        oneshot::Sender<Result<AlertEvent, AckError>>,
+        Result<AlertEvent, AckError>,
+    )>,
+    live: Vec<Live>,
+    touched: HashSet<String>,
+    readings: u64,
+    dead_letters: u64,
+    outbox_rows: u64,
+    alerts_changed: bool,
+}
+
+impl Writer {
+    /// Opens the journal and rebuilds the rules' state from it.
+    pub fn open(
+        settings: Arc<Settings>,
+        shared: Arc<Shared>,
+        hooks: Hooks,
+    ) -> Result<Writer, JournalError> {
+        let conn = super::open(&settings.journal.path)?;
+        let mut engine = Engine::new(&settings.rules, &settings.stations);
+        let span = settings
+            .stations
+            .iter()
+            .flat_map(|s| s.rain.iter().map(|w| w.window))
+            .max()
+            .unwrap_or(Duration::ZERO)
+            .max(Duration::from_secs(3600))
+            + Duration::from_secs(3600);
+        for reading in super::recent_per_station(&conn, span.as_millis() as i64)? {
+            engine.warm(&reading);
+        }
+        for alert in super::open_alerts(&conn)? {
+            engine.restore_alert(alert);
+        }
+        let mut snapshots = HashMap::new();
+        for (station, last_seen, snapshot) in super::station_states(&conn)? {
+            if let Some(ms) = last_seen {
+                engine.restore_last_seen(&station, ms);
+            }
+            if let Some(json) = snapshot {
+                let value: serde_json::Value = serde_json::from_str(&json)?;
+                engine.restore_snapshot(&station, value.clone());
+                snapshots.insert(station, value);
+            }
+        }
+        let next_seq = super::max_reading_seq(&conn)? + 1;
+        let writer = Writer {
+            conn,
+            engine,
+            settings,
+            shared,
+            hooks,
+            next_seq,
+            snapshots,
+            log_limiter: LogLimiter::default(),
+        };
+        writer.publish_state(None);
+        Ok(writer)
+    }
+
+    /// Commits commands until the channel closes. Returns an error only when the journal can
+    /// no longer be written: the caller must stop the process, because the in-memory rule
+    /// state has moved past what is durable (nothing unacknowledged is lost: the broker
+    /// redelivers).
+    pub fn run(mut self, mut rx: mpsc::Receiver<Command>) -> Result<(), JournalError> {
+        while let Some(first) = rx.blocking_recv() {
+            let mut group = Vec::with_capacity(64);
+            group.push(first);
+            while group.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(c) => group.push(c),
+                    Err(_) => break,
+                }
+            }
+            self.commit_group(group)?;
+        }
+        Ok(())
+    }
+
+    /// Commits one group of commands in one transaction, then announces the effects.
+    pub fn commit_group(&mut self, group: Vec<Command>) -> Result<(), JournalError> {
+        let now = now_millis();
+        let mut fx = Effects::default();
+        let tx = self.conn.transaction()?;
+        for command in group {
+            match command {
+                Command::Message(inbound) => {
+                    match inbound.decoded {
+                        Decoded::Readings(readings) => {
+                            for mut reading in readings {
+                                self.engine.prepare(&mut reading);
+                                insert_reading(&tx, &reading, self.next_seq, inbound.received_at)?;
+                                self.next_seq += 1;
+                                fx.readings += 1;
+                                let events = self.engine.evaluate(&reading, now);
+                                fx.touched.insert(reading.station.clone());
+                                fx.live.push(Live::Reading(reading));
+                                for event in events {
+                                    record_event(
+                                        &tx,
+                                        &self.engine,
+                                        &self.settings,
+                                        &event,
+                                        now,
+                                        &mut fx,
+                                    )?;
+                                }
+                            }
+                        }
+                        Decoded::Rejected { rejection, payload } => {
+                            tx.execute(
+                                "INSERT INTO dead_letters (received_ms, topic, payload, cause, detail)
+                                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                                params![
+                                    inbound.received_at,
+                                    inbound.topic,
+                                    payload,
+                                    rejection.cause.as_str(),
+                                    rejection.detail
+                                ],
+                            )?;
+                            fx.dead_letters += 1;
+                            metrics::counter!("hydrowatch_dead_letters_total", "cause" => rejection.cause.as_str())
+                                .increment(1);
+                            if self.log_limiter.allow(rejection.cause.as_str(), now) {
+                                tracing::warn!(
+                                    topic = %inbound.topic,
+                                    cause = rejection.cause.as_str(),
+                                    detail = %rejection.detail,
+                                    "message dead-lettered (further ones of this cause are counted, logged at most once a minute)"
+                                );
+                            }
+                        }
+                        Decoded::Acknowledge { alert_id, team } => {
+                            match self.engine.acknowledge(&alert_id, &team, now) {
+                                Ok(event) => record_event(
+                                    &tx,
+                                    &self.engine,
+                                    &self.settings,
+                                    &event,
+                                    now,
+                                    &mut fx,
+                                )?,
+                                Err(e) => {
+                                    tracing::info!(%alert_id, %team, error = %e, "MQTT acknowledgement not applied")
+                                }
+                            }
+                        }
+                    }
+                    if let Some(p) = inbound.publish {
+                        fx.acks.push(p);
+                    }
+                }
+                Command::Acknowledge {
+                    alert_id,
+                    team,
+                    reply,
+                } => {
+                    let result = self.engine.acknowledge(&alert_id, &team, now);
+                    if let Ok(event) = &result {
+                        record_event(&tx, &self.engine, &self.settings, event, now, &mut fx)?;
+                    }
+                    fx.replies.push((reply, result));
+                }
+                Command::Tick => {
+                    for event in self.engine.tick(now) {
+                        fx.touched.insert(event.station.clone());
+                        record_event(&tx, &self.engine, &self.settings, &event, now, &mut fx)?;
+                    }
+                }
+            }
+        }
+        for station in &fx.touched {
+            let snapshot = self.engine.snapshot(station);
+            let changed = snapshot.as_ref() != self.snapshots.get(station);
+            let json = match (&snapshot, changed) {
+                (Some(v), true) => Some(v.to_string()),
+                _ => None,
+            };
+            tx.execute(
+                "INSERT INTO station_state (station, last_seen_ms, snapshot) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (station) DO UPDATE SET last_seen_ms = excluded.last_seen_ms,
+                   snapshot = coalesce(excluded.snapshot, snapshot)",
+                params![station, now, json],
+            )?;
+            if let (Some(v), true) = (snapshot, changed) {
+                self.snapshots.insert(station.clone(), v);
+            }
+        }
+        tx.commit()?;
+        self.announce(fx);
+        Ok(())
+    }
+
+    fn announce(&mut self, fx: Effects) {
+        metrics::counter!("hydrowatch_readings_stored_total").increment(fx.readings);
+        if let Some(acks) = &self.hooks.acks {
+            if !fx.acks.is_empty() {
+                let _ = acks.send(fx.acks);
+            }
+        }
+        for (reply, result) in fx.replies {
+            let _ = reply.send(result);
+        }
+        if fx.readings > 0 || fx.alerts_changed {
+            self.hooks.forwarder.notify_one();
+        }
+        if fx.outbox_rows > 0 {
+            self.hooks.dispatcher.notify_one();
+        }
+        if !fx.touched.is_empty() || fx.alerts_changed {
+            self.publish_state(Some(&fx.touched));
+        }
+        for item in fx.live {
+            let _ = self.hooks.live.send(item);
+        }
+        let _ = fx.dead_letters;
+    }
+
+    /// Refreshes the API's view of station status and open alerts.
+    fn publish_state(&self, touched: Option<&HashSet<String>>) {
+        if let Ok(mut statuses) = self.shared.statuses.write() {
+            for station in &self.settings.stations {
+                if touched.is_some_and(|t| !t.contains(&station.id)) {
+                    continue;
+                }
+                if let Some(status) = self.engine.status(&station.id) {
+                    statuses.insert(station.id.clone(), status);
+                }
+            }
+        }
+        if let Ok(mut open) = self.shared.open_alerts.write() {
+            *open = self.engine.open_alerts().cloned().collect();
+        }
+        metrics::gauge!("hydrowatch_alerts_open").set(self.engine.open_alerts().count() as f64);
+    }
+}
+
+fn insert_reading(
+    tx: &Connection,
+    r: &Reading,
+    seq: i64,
+    received: Millis,
+) -> Result<(), JournalError> {
+    // Same station and time: merge elements (a station may send level and rain separately)
+    // and take a new seq so the merged row is forwarded again.
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO readings (station, time_ms, seq, level_m, rain_mm, rain_period_s, rain_total_mm,
+                               flow_m3s, battery_v, quality, received_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+         ON CONFLICT (station, time_ms) DO UPDATE SET
+           seq = excluded.seq,
+           level_m = coalesce(excluded.level_m, level_m),
+           rain_mm = coalesce(excluded.rain_mm, rain_mm),
+           rain_period_s = coalesce(excluded.rain_period_s, rain_period_s),
+           rain_total_mm = coalesce(excluded.rain_total_mm, rain_total_mm),
+           flow_m3s = coalesce(excluded.flow_m3s, flow_m3s),
+           battery_v = coalesce(excluded.battery_v, battery_v),
+           quality = CASE WHEN excluded.level_m IS NOT NULL THEN excluded.quality ELSE quality END,
+           received_ms = excluded.received_ms",
+    )?;
+    stmt.execute(params![
+        r.station,
+        r.time,
+        seq,
+        r.level_m,
+        r.rain_mm,
+        r.rain_period_s,
+        r.rain_total_mm,
+        r.flow_m3s,
+        r.battery_v,
+        r.quality.as_str(),
+        received
+    ])?;
+    Ok(())
+}
+
+/// Writes an event, the alert it changes, and one outbox row per destination.
+fn record_event(
+    tx: &Connection,
+    engine: &Engine,
+    settings: &Settings,
+    event: &AlertEvent,
+    now: Millis,
+    fx: &mut Effects,
+) -> Result<(), JournalError> {
+    tx.execute(
+        "INSERT INTO alert_events (event_id, alert_id, created_ms, json) VALUES (?1, ?2, ?3, ?4)",
+        params![
+            event.event_id,
+            event.alert_id,
+            now,
+            serde_json::to_string(event)?
+        ],
+    )?;
+    let event_seq = tx.last_insert_rowid();
+    let (alert, open) = match engine.alert(&event.alert_id) {
+        Some(a) => (a.clone(), true),
+        None => (closed_alert(tx, event)?, false),
+    };
+    tx.execute(
+        "INSERT INTO alerts (alert_id, station, rule, open, updated_ms, json) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (alert_id) DO UPDATE SET open = excluded.open, updated_ms = excluded.updated_ms,
+           json = excluded.json",
+        params![alert.alert_id, alert.station, alert.rule, open as i64, now, serde_json::to_string(&alert)?],
+    )?;
+    for destination in crate::notify::route(settings, event) {
+        tx.execute(
+            "INSERT INTO outbox (event_seq, destination, next_attempt_ms) VALUES (?1, ?2, ?3)",
+            params![event_seq, destination, now],
+        )?;
+        fx.outbox_rows += 1;
+    }
+    metrics::counter!("hydrowatch_alert_events_total", "state" => event.state.as_str())
+        .increment(1);
+    fx.alerts_changed = true;
+    fx.live.push(Live::Alert(event.clone()));
+    Ok(())
+}
+
+/// The final form of an alert that the engine no longer holds (it resolved).
+fn closed_alert(tx: &Connection, event: &AlertEvent) -> Result<Alert, JournalError> {
+    let stored = super::alert(tx, &event.alert_id)?;
+    let mut alert = stored.unwrap_or_else(|| Alert {
+        alert_id: event.alert_id.clone(),
+        station: event.station.clone(),
+        rule: event.rule.clone(),
+        state: event.state,
+        stage: event.stage.clone(),
+        stage_index: event.stage_index,
+        value: event.value,
+        threshold: event.threshold,
+        opened_at: event.observed_at,
+        updated_at: event.observed_at,
+        acknowledged_by: None,
+        acknowledged_at: None,
+    });
+    alert.state = AlertState::Resolved;
+    alert.value = event.value;
+    alert.updated_at = event.observed_at;
+    Ok(alert)
+}
+
+/// Logs a cause at most once a minute; the rest are counted in metrics.
+#[derive(Default)]
+struct LogLimiter {
+    last: HashMap<&'static str, Millis>,
+}
+
+impl LogLimiter {
+    fn allow(&mut self, cause: &'static str, now: Millis) -> bool {
+        match self.last.get(cause) {
+            Some(t) if now - t < 60_000 => false,
+            _ => {
+                self.last.insert(cause, now);
+                true
+            }
+        }
+    }
+}

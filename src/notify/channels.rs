@@ -1,0 +1,269 @@
+//! The request each kind of channel sends, in the format its receiver documents:
+//! hydrowatch's own webhook JSON (HMAC-signed), WeCom, DingTalk (optionally signed URL) and
+//! Feishu group robots (markdown), and an SMS gateway driven by a body template.
+//!
+//! Building a request is pure (a [`Request`] value); sending it is the dispatcher's job.
+
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use super::EventPayload;
+use crate::alerts::AlertState;
+use crate::config::{Channel, ChannelKind, Language};
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// An HTTP request ready to send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// `sha256=<hex>` of the body with `secret`: the `X-Hydrowatch-Signature` header.
+pub fn signature(secret: &str, body: &[u8]) -> String {
+    let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+fn state_words(state: AlertState, language: Language) -> &'static str {
+    match (language, state) {
+        (Language::Chinese, AlertState::Pending) => "待确认",
+        (Language::Chinese, AlertState::Firing) => "告警",
+        (Language::Chinese, AlertState::Escalated) => "升级",
+        (Language::Chinese, AlertState::Deescalated) => "降级",
+        (Language::Chinese, AlertState::Resolved) => "解除",
+        (Language::Chinese, AlertState::Acknowledged) => "已确认",
+        (Language::English, AlertState::Pending) => "PENDING",
+        (Language::English, AlertState::Firing) => "FIRING",
+        (Language::English, AlertState::Escalated) => "ESCALATED",
+        (Language::English, AlertState::Deescalated) => "DE-ESCALATED",
+        (Language::English, AlertState::Resolved) => "RESOLVED",
+        (Language::English, AlertState::Acknowledged) => "ACKNOWLEDGED",
+    }
+}
+
+/// A title line for chat messages.
+pub fn title(p: &EventPayload, language: Language) -> String {
+    let river = p
+        .river
+        .as_deref()
+        .map(|r| format!(" {r}"))
+        .unwrap_or_default();
+    format!(
+        "[{}]{} {}",
+        state_words(p.state, language),
+        river,
+        p.station_name
+    )
+}
+
+/// The message body as markdown lines: what happened, when, trend, and how to acknowledge.
+pub fn markdown(p: &EventPayload, language: Language) -> String {
+    let mut lines = vec![format!("**{}**", title(p, language)), p.message.clone()];
+    match language {
+        Language::Chinese => {
+            lines.push(format!("观测时间：{}", p.observed_at));
+            if let Some(t) = p.trend_m_per_h {
+                lines.push(format!("涨率：{t:+.2} m/h"));
+            }
+            if let Some(s) = p.time_to_next_stage_s {
+                lines.push(format!("预计 {:.1} 小时后到达下一级水位", s / 3600.0));
+            }
+            if let Some(by) = &p.acknowledged_by {
+                lines.push(format!("确认人：{by}"));
+            }
+            if p.late {
+                lines.push("（补报数据）".into());
+            }
+            if let Some(url) = &p.ack_url {
+                lines.push(format!("[确认告警]({url})"));
+            }
+        }
+        Language::English => {
+            lines.push(format!("Observed: {}", p.observed_at));
+            if let Some(t) = p.trend_m_per_h {
+                lines.push(format!("Trend: {t:+.2} m/h"));
+            }
+            if let Some(s) = p.time_to_next_stage_s {
+                lines.push(format!(
+                    "Next stage in about {:.1} h at this rate",
+                    s / 3600.0
+                ));
+            }
+            if let Some(by) = &p.acknowledged_by {
+                lines.push(format!("Acknowledged by {by}"));
+            }
+            if p.late {
+                lines.push("(late: observed earlier, delivered now)".into());
+            }
+            if let Some(url) = &p.ack_url {
+                lines.push(format!("[Acknowledge]({url})"));
+            }
+        }
+    }
+    lines.join("\n\n")
+}
+
+fn json_request(url: String, body: &serde_json::Value) -> Request {
+    Request {
+        method: "POST".into(),
+        url,
+        headers: vec![("Content-Type".into(), "application/json".into())],
+        body: body.to_string().into_bytes(),
+    }
+}
+
+/// Builds the HTTP request for `channel`. `now_ms` is used by signed robot modes. Returns
+/// `None` for the MQTT channel, which the dispatcher publishes itself.
+pub fn request(channel: &Channel, p: &EventPayload, now_ms: i64) -> Option<Request> {
+    let url = channel.url.as_ref()?.to_string();
+    let lang = channel.language;
+    Some(match channel.kind {
+        ChannelKind::Mqtt => return None,
+        ChannelKind::Webhook => {
+            let body = serde_json::to_vec(p).expect("payload serializes");
+            let mut headers = vec![
+                ("Content-Type".to_string(), "application/json".to_string()),
+                ("X-Hydrowatch-Event-Id".to_string(), p.event_id.clone()),
+            ];
+            if let Some(secret) = &channel.secret {
+                headers.push(("X-Hydrowatch-Signature".into(), signature(secret, &body)));
+            }
+            Request {
+                method: "POST".into(),
+                url,
+                headers,
+                body,
+            }
+        }
+        ChannelKind::Wecom => json_request(
+            url,
+            &serde_json::json!({"msgtype": "markdown", "markdown": {"content": markdown(p, lang)}}),
+        ),
+        ChannelKind::Dingtalk => {
+            let url = match &channel.secret {
+                // DingTalk's signed mode: sign = base64(HmacSHA256(secret, "{timestamp}\n{secret}")).
+                Some(secret) => {
+                    let mut mac = HmacSha256::new_from_slice(secret.as_bytes())
+                        .expect("HMAC takes any key length");
+                    mac.update(format!("{now_ms}\n{secret}").as_bytes());
+                    let sign = base64::engine::general_purpose::STANDARD
+                        .encode(mac.finalize().into_bytes());
+                    let sep = if url.contains('?') { '&' } else { '?' };
+                    format!(
+                        "{url}{sep}timestamp={now_ms}&sign={}",
+                        urlencoding::encode(&sign)
+                    )
+                }
+                None => url,
+            };
+            json_request(
+                url,
+                &serde_json::json!({
+                    "msgtype": "markdown",
+                    "markdown": {"title": title(p, lang), "text": markdown(p, lang)}
+                }),
+            )
+        }
+        ChannelKind::Feishu => {
+            let mut body = serde_json::json!({
+                "msg_type": "interactive",
+                "card": {
+                    "header": {"title": {"tag": "plain_text", "content": title(p, lang)}},
+                    "elements": [{"tag": "markdown", "content": markdown(p, lang)}]
+                }
+            });
+            if let Some(secret) = &channel.secret {
+                // Feishu's signature: base64(HmacSHA256(key = "{timestamp}\n{secret}", message = "")).
+                let ts = now_ms / 1000;
+                let mac = HmacSha256::new_from_slice(format!("{ts}\n{secret}").as_bytes())
+                    .expect("HMAC takes any key length");
+                let sign =
+                    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+                body["timestamp"] = serde_json::Value::String(ts.to_string());
+                body["sign"] = serde_json::Value::String(sign);
+            }
+            json_request(url, &body)
+        }
+        ChannelKind::Sms => {
+            let text = sms_text(p, lang);
+            let json = channel
+                .content_type
+                .as_deref()
+                .is_none_or(|c| c.contains("json"));
+            let escape = |s: &str| -> String {
+                if json {
+                    let quoted = serde_json::Value::String(s.to_string()).to_string();
+                    quoted[1..quoted.len() - 1].to_string()
+                } else {
+                    urlencoding::encode(s).into_owned()
+                }
+            };
+            let template = channel
+                .body
+                .clone()
+                .unwrap_or_else(|| r#"{"phones":"{phones}","message":"{message}"}"#.to_string());
+            let body = template
+                .replace("{phones}", &escape(&channel.phones.join(",")))
+                .replace("{message}", &escape(&text))
+                .replace("{station}", &escape(&p.station))
+                .replace("{station_name}", &escape(&p.station_name))
+                .replace("{state}", &escape(serde_plain_state(p.state)))
+                .replace("{event_id}", &escape(&p.event_id))
+                .replace("{alert_id}", &escape(&p.alert_id));
+            let content_type = channel
+                .content_type
+                .clone()
+                .unwrap_or_else(|| "application/json".into());
+            Request {
+                method: channel.method.clone(),
+                url,
+                headers: vec![("Content-Type".into(), content_type)],
+                body: body.into_bytes(),
+            }
+        }
+    })
+}
+
+fn serde_plain_state(state: AlertState) -> &'static str {
+    state.as_str()
+}
+
+/// One short line for SMS: state, station, the rule's sentence, observation time.
+pub fn sms_text(p: &EventPayload, language: Language) -> String {
+    match language {
+        Language::Chinese => format!(
+            "【{}】{} {}（{}）",
+            state_words(p.state, language),
+            p.station_name,
+            p.message,
+            p.observed_at
+        ),
+        Language::English => format!(
+            "{}: {} {} ({})",
+            state_words(p.state, language),
+            p.station_name,
+            p.message,
+            p.observed_at
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_is_hmac_sha256_hex() {
+        // RFC 4231 test case 2.
+        assert_eq!(
+            signature("Jefe", b"what do ya want for nothing?"),
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+}

@@ -1,0 +1,240 @@
+//! The InfluxDB sink: drains the journal into InfluxDB in batches, from a cursor kept in the
+//! journal, so that an outage of hours drains completely when the database returns.
+//!
+//! Delivery is at least once, and harmless when repeated: a point's identity in InfluxDB is
+//! its series and timestamp, so a batch sent again after a crash overwrites itself.
+
+pub mod line_protocol;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusqlite::Connection;
+use tokio::sync::Notify;
+
+use crate::config::{InfluxApi, InfluxSettings, Settings};
+use crate::journal::{self, JournalError};
+
+const READINGS_CURSOR: &str = "influxdb.readings";
+const EVENTS_CURSOR: &str = "influxdb.events";
+
+/// Why a write failed, and whether trying again can help.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// Network trouble, 5xx, auth or a missing database: wait and retry the same batch.
+    #[error("InfluxDB unavailable: {0}")]
+    Retry(String),
+    /// 400: InfluxDB refuses these points (e.g. a field type conflict); retrying cannot help.
+    #[error("InfluxDB rejected the batch: {0}")]
+    Rejected(String),
+}
+
+/// Speaks one of InfluxDB's write APIs.
+pub enum InfluxWriter {
+    /// `/write?db=` with optional basic auth or token.
+    V1 {
+        http: reqwest::Client,
+        url: String,
+        settings: InfluxSettings,
+    },
+    /// `/api/v2/write` through the influxdb2 crate.
+    V2 {
+        client: influxdb2::Client,
+        org: String,
+        bucket: String,
+    },
+}
+
+impl InfluxWriter {
+    /// A writer for the configured API.
+    pub fn new(settings: &InfluxSettings, http: reqwest::Client) -> InfluxWriter {
+        let base = settings.url.as_str().trim_end_matches('/').to_string();
+        match &settings.api {
+            InfluxApi::V1 {
+                database,
+                retention_policy,
+                ..
+            } => {
+                let mut url = format!(
+                    "{base}/write?db={}&precision=ms",
+                    urlencoding::encode(database)
+                );
+                if let Some(rp) = retention_policy {
+                    url.push_str(&format!("&rp={}", urlencoding::encode(rp)));
+                }
+                InfluxWriter::V1 {
+                    http,
+                    url,
+                    settings: settings.clone(),
+                }
+            }
+            InfluxApi::V2 { org, bucket } => InfluxWriter::V2 {
+                client: influxdb2::Client::new(
+                    base,
+                    org.clone(),
+                    settings.token.clone().unwrap_or_default(),
+                ),
+                org: org.clone(),
+                bucket: bucket.clone(),
+            },
+        }
+    }
+
+    /// Writes line protocol with millisecond timestamps.
+    pub async fn write(&self, body: String) -> Result<(), WriteError> {
+        match self {
+            InfluxWriter::V1 {
+                http,
+                url,
+                settings,
+            } => {
+                let mut req = http.post(url).timeout(Duration::from_secs(30)).body(body);
+                if let InfluxApi::V1 {
+                    username: Some(user),
+                    password,
+                    ..
+                } = &settings.api
+                {
+                    req = req.basic_auth(user, password.as_ref());
+                } else if let Some(token) = &settings.token {
+                    req = req.header("Authorization", format!("Token {token}"));
+                }
+                let response = req
+                    .send()
+                    .await
+                    .map_err(|e| WriteError::Retry(e.to_string()))?;
+                let status = response.status();
+                if status.is_success() {
+                    return Ok(());
+                }
+                let text = response.text().await.unwrap_or_default();
+                if status == reqwest::StatusCode::BAD_REQUEST {
+                    Err(WriteError::Rejected(format!("{status}: {text}")))
+                } else {
+                    Err(WriteError::Retry(format!("{status}: {text}")))
+                }
+            }
+            InfluxWriter::V2 {
+                client,
+                org,
+                bucket,
+            } => client
+                .write_line_protocol_with_precision(
+                    org,
+                    bucket,
+                    body,
+                    influxdb2::api::write::TimestampPrecision::Milliseconds,
+                )
+                .await
+                .map_err(|e| match &e {
+                    influxdb2::RequestError::Http { status, .. } if status.as_u16() == 400 => {
+                        WriteError::Rejected(e.to_string())
+                    }
+                    _ => WriteError::Retry(e.to_string()),
+                }),
+        }
+    }
+}
+
+/// The forwarding task.
+pub struct Forwarder {
+    settings: Arc<Settings>,
+    influx: InfluxSettings,
+    conn: Connection,
+    writer: InfluxWriter,
+    wake: Arc<Notify>,
+}
+
+impl Forwarder {
+    /// Opens the forwarder's own journal connection.
+    pub fn open(
+        settings: Arc<Settings>,
+        influx: InfluxSettings,
+        http: reqwest::Client,
+        wake: Arc<Notify>,
+    ) -> Result<Forwarder, JournalError> {
+        let conn = journal::open(&settings.journal.path)?;
+        let writer = InfluxWriter::new(&influx, http);
+        Ok(Forwarder {
+            settings,
+            influx,
+            conn,
+            writer,
+            wake,
+        })
+    }
+
+    /// Forwards forever: waits for the writer's signal (or a second), lets a batch fill for
+    /// `flush_interval`, then sends full batches until the journal is drained.
+    pub async fn run(mut self) {
+        let mut backoff = Duration::from_millis(250);
+        loop {
+            match self.forward_all().await {
+                Ok(()) => {
+                    backoff = Duration::from_millis(250);
+                    tokio::select! {
+                        _ = self.wake.notified() => {}
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                    tokio::time::sleep(self.influx.flush_interval).await;
+                }
+                Err(e) => {
+                    metrics::gauge!("hydrowatch_influxdb_up").set(0.0);
+                    tracing::warn!(error = %e, retry_in = ?backoff, "InfluxDB write failed; readings wait in the journal");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+
+    /// Sends everything past the cursors. Returns on the first write that must be retried.
+    pub async fn forward_all(&mut self) -> Result<(), WriteError> {
+        let db = |e: JournalError| WriteError::Retry(e.to_string());
+        loop {
+            let cursor = journal::cursor(&self.conn, READINGS_CURSOR).map_err(db)?;
+            let batch =
+                journal::readings_after(&self.conn, cursor, self.influx.batch_size).map_err(db)?;
+            let events_cursor = journal::cursor(&self.conn, EVENTS_CURSOR).map_err(db)?;
+            let events = journal::events_after(&self.conn, events_cursor, self.influx.batch_size)
+                .map_err(db)?;
+            let backlog = journal::max_reading_seq(&self.conn).map_err(db)? - cursor;
+            metrics::gauge!("hydrowatch_journal_backlog").set(backlog as f64);
+            if batch.is_empty() && events.is_empty() {
+                return Ok(());
+            }
+            let mut body = String::with_capacity(batch.len() * 80);
+            for stored in &batch {
+                line_protocol::encode_reading(&stored.reading, &self.settings, &mut body);
+            }
+            for (_, event) in &events {
+                line_protocol::encode_event(event, &mut body);
+            }
+            match self.writer.write(body).await {
+                Ok(()) => {
+                    metrics::gauge!("hydrowatch_influxdb_up").set(1.0);
+                    metrics::counter!("hydrowatch_readings_forwarded_total")
+                        .increment(batch.len() as u64);
+                }
+                Err(WriteError::Rejected(why)) => {
+                    // The points stay in the journal (API, series); InfluxDB will not take them.
+                    metrics::counter!("hydrowatch_forward_rejected_total")
+                        .increment(batch.len() as u64);
+                    tracing::error!(error = %why, readings = batch.len(), "InfluxDB rejected a batch; skipping it");
+                }
+                Err(e) => return Err(e),
+            }
+            if let Some(last) = batch.last() {
+                journal::set_cursor(&self.conn, READINGS_CURSOR, last.seq).map_err(db)?;
+            }
+            if let Some((seq, _)) = events.last() {
+                journal::set_cursor(&self.conn, EVENTS_CURSOR, *seq).map_err(db)?;
+            }
+        }
+    }
+}
+
+/// The readings cursor, for retention: nothing past it may be deleted.
+pub fn forwarded_seq(conn: &Connection) -> Result<i64, JournalError> {
+    journal::cursor(conn, READINGS_CURSOR)
+}
