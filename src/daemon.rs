@@ -107,7 +107,18 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
     tasks.spawn(dispatcher.run());
 
     let ticker = commands.clone();
+    let subscribed = source_status.clone();
+    let grace = startup_grace(&settings);
     tasks.spawn(async move {
+        // After downtime every station looks silent until the broker has delivered what it
+        // queued for us: give it a moment after subscribing before judging anyone offline.
+        while !subscribed
+            .subscribed
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(grace).await;
         let mut interval = tokio::time::interval(TICK);
         loop {
             interval.tick().await;
@@ -159,6 +170,18 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
             }
         }
     }
+}
+
+/// How long after the first subscription wall-clock rules wait: the shortest `offline_after`,
+/// at most 30 s.
+fn startup_grace(settings: &Settings) -> Duration {
+    settings
+        .stations
+        .iter()
+        .map(|s| s.offline_after)
+        .min()
+        .unwrap_or(Duration::ZERO)
+        .min(Duration::from_secs(30))
 }
 
 /// Hourly: deletes readings received longer ago than the retention window, but never one

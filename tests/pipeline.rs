@@ -69,8 +69,11 @@ fn metric(hw: &Hydrowatch, name: &str) -> f64 {
         .sum()
 }
 
-/// (station, time ms) → level, for every water_level point in InfluxDB.
-fn levels(influx: &Influx) -> HashMap<(String, i64), f64> {
+/// (station, time ms) → level.
+type Levels = HashMap<(String, i64), f64>;
+
+/// Every water_level point in InfluxDB.
+fn levels(influx: &Influx) -> Levels {
     influx
         .rows(DB, "SELECT level_m, station FROM water_level")
         .into_iter()
@@ -185,7 +188,7 @@ async fn every_payload_shape_arrives_exactly_and_bad_messages_are_dead_lettered(
 }
 
 /// Compares without printing twenty thousand entries.
-fn assert_same(got: &HashMap<(String, i64), f64>, expected: &HashMap<(String, i64), f64>) {
+fn assert_same(got: &Levels, expected: &Levels) {
     let wrong: Vec<_> = expected
         .iter()
         .filter(|(k, v)| got.get(*k) != Some(*v))
@@ -204,7 +207,7 @@ fn assert_same(got: &HashMap<(String, i64), f64>, expected: &HashMap<(String, i6
 }
 
 /// Publishes `n` readings spread over ten stations; returns what InfluxDB must end up holding.
-fn burst(n: usize, base_s: i64) -> (Vec<(String, Vec<u8>)>, HashMap<(String, i64), f64>) {
+fn burst(n: usize, base_s: i64) -> (Vec<(String, Vec<u8>)>, Levels) {
     let mut messages = Vec::with_capacity(n);
     let mut expected = HashMap::new();
     for i in 0..n {

@@ -54,7 +54,9 @@ impl std::error::Error for Problems {}
 /// Which file each section, station and team was last defined in (later files win).
 #[derive(Debug, Default)]
 pub(super) struct Origins {
-    pub stations: HashMap<String, String>,
+    /// The file of each entry of the final station list, in order: the `stations` array of
+    /// the last file that sets one, then each catalogue's stations.
+    pub station_files: Vec<String>,
     pub teams: HashMap<String, String>,
     pub sections: HashMap<String, String>,
 }
@@ -66,25 +68,24 @@ impl Origins {
         };
         for (section, v) in table {
             self.sections.insert(section.clone(), file.to_string());
-            if section == "stations" || section == "teams" {
-                let map = if section == "stations" {
-                    &mut self.stations
-                } else {
-                    &mut self.teams
-                };
+            if section == "stations" {
+                let n = v.as_array().map_or(0, |a| a.len());
+                self.station_files = vec![file.to_string(); n];
+            }
+            if section == "teams" {
                 for item in v.as_array().into_iter().flatten() {
                     if let Some(id) = item.get("id").and_then(|i| i.as_str()) {
-                        map.insert(id.to_string(), file.to_string());
+                        self.teams.insert(id.to_string(), file.to_string());
                     }
                 }
             }
         }
     }
 
-    /// The file a station was defined in.
-    pub fn station(&self, id: &str) -> Option<String> {
-        self.stations
-            .get(id)
+    /// The file the `index`th station of the final list was defined in.
+    pub fn station(&self, index: usize) -> Option<String> {
+        self.station_files
+            .get(index)
             .cloned()
             .or_else(|| self.sections.get("stations").cloned())
     }
@@ -171,11 +172,14 @@ fn finish(
         };
         match read_catalog(&path) {
             Ok(stations) => {
-                for s in &stations {
-                    origins
-                        .stations
-                        .insert(s.id.clone(), path.display().to_string());
-                }
+                // Entries before the catalogue's keep their files; an environment override
+                // of `stations` has none.
+                origins
+                    .station_files
+                    .resize(raw.stations.len(), String::new());
+                origins
+                    .station_files
+                    .extend(stations.iter().map(|_| path.display().to_string()));
                 raw.stations.extend(stations);
             }
             Err(p) => problems.push(p),

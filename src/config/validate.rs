@@ -20,6 +20,8 @@ pub const DROUGHT_LEVELS: [&str; 4] = ["warning", "limit", "seasonal_min", "hist
 struct Ctx<'a> {
     origins: &'a Origins,
     problems: Vec<Problem>,
+    /// Position of the station being validated, for its file.
+    station_index: usize,
 }
 
 impl Ctx<'_> {
@@ -33,7 +35,10 @@ impl Ctx<'_> {
 
     fn station(&mut self, id: &str, key: &str, message: impl Into<String>) {
         self.problems.push(Problem {
-            file: self.origins.station(id),
+            file: self
+                .origins
+                .station(self.station_index)
+                .filter(|f| !f.is_empty()),
             key: format!("stations[{id}].{key}"),
             message: message.into(),
         });
@@ -65,6 +70,7 @@ pub(super) fn validate(raw: RawSettings, origins: &Origins) -> Result<Settings, 
     let mut cx = Ctx {
         origins,
         problems: Vec::new(),
+        station_index: 0,
     };
 
     let mqtt = mqtt(&mut cx, raw.mqtt);
@@ -129,7 +135,8 @@ pub(super) fn validate(raw: RawSettings, origins: &Origins) -> Result<Settings, 
     let default_dry = raw.rules.dry_spell.clone();
     let mut seen = HashSet::new();
     let mut stations = Vec::new();
-    for s in raw.stations {
+    for (index, s) in raw.stations.into_iter().enumerate() {
+        cx.station_index = index;
         if !seen.insert(s.id.clone()) {
             cx.station(&s.id, "id", "duplicate station id");
             continue;

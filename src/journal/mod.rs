@@ -355,10 +355,11 @@ pub fn dead_letters(conn: &Connection, limit: usize) -> Result<Vec<DeadLetter>, 
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// A station's id, wall-clock time of its last message, and the rules' snapshot (JSON).
+pub type StationState = (String, Option<Millis>, Option<String>);
+
 /// Per-station wall-clock time of the last message and the rules' snapshot.
-pub fn station_states(
-    conn: &Connection,
-) -> Result<Vec<(String, Option<Millis>, Option<String>)>, JournalError> {
+pub fn station_states(conn: &Connection) -> Result<Vec<StationState>, JournalError> {
     let mut stmt = conn.prepare("SELECT station, last_seen_ms, snapshot FROM station_state")?;
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)

@@ -105,14 +105,14 @@ pub struct Writer {
     log_limiter: LogLimiter,
 }
 
+/// Where an acknowledgement's outcome is sent.
+pub type AckReply = oneshot::Sender<Result<AlertEvent, AckError>>;
+
 /// Outcome of one commit, published after it is durable.
 #[derive(Default)]
 struct Effects {
     acks: Vec<AckToken>,
-    replies: Vec<(
-        oneshot::Sender<Result<AlertEvent, AckError>>,
-        Result<AlertEvent, AckError>,
-    )>,
+    replies: Vec<(AckReply, Result<AlertEvent, AckError>)>,
     live: Vec<Live>,
     touched: HashSet<String>,
     readings: u64,

@@ -66,10 +66,11 @@ impl Dispatcher {
             match self.destinations_with_work().await {
                 Ok(dests) => {
                     for dest in dests {
-                        if !workers.contains_key(&dest) {
+                        if let std::collections::hash_map::Entry::Vacant(slot) = workers.entry(dest)
+                        {
                             let me = self.clone();
-                            let d = dest.clone();
-                            workers.insert(dest, tokio::spawn(async move { me.drain(d).await }));
+                            let d = slot.key().clone();
+                            slot.insert(tokio::spawn(async move { me.drain(d).await }));
                         }
                     }
                 }

@@ -1,0 +1,141 @@
+//! The command line: `check-config` validates what `run` would load and names every problem
+//! with its file, station or team, and key; usage errors exit 2.
+
+use std::path::Path;
+use std::process::Command;
+
+fn hydrowatch(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_hydrowatch"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run hydrowatch");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_sample_configuration_is_valid() {
+    let (code, stdout, stderr) = hydrowatch(&["check-config", "-c", "config/hydrowatch.toml"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("stations: 4"), "{stdout}");
+    assert!(stdout.contains("teams:    3"), "{stdout}");
+}
+
+#[test]
+fn a_broken_configuration_names_file_station_team_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.toml");
+    std::fs::write(
+        &broken,
+        r#"
+[[teams]]
+id = "east"
+  [[teams.channels]]
+  kind = "pager"
+
+[[stations]]
+id = "62304000"
+team = "west"
+stages = { guard = 59.0, warning = 57.5 }
+interval = "5 parsecs"
+
+[[stations]]
+id = "62304000"
+"#,
+    )
+    .unwrap();
+    let file = broken.to_str().unwrap();
+    let (code, stdout, stderr) =
+        hydrowatch(&["check-config", "-c", "config/hydrowatch.toml", "-c", file]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    let expect = [
+        format!("{file}: stations[62304000].stages: stage levels must ascend: guard = 59 then warning = 57.5"),
+        format!("{file}: stations[62304000].team: unknown team `west`"),
+        format!("{file}: stations[62304000].interval: `5 parsecs` is not a duration"),
+        format!("{file}: stations[62304000].id: duplicate station id"),
+        format!("{file}: teams[east].channels[0].kind: `pager` is not one of"),
+    ];
+    for line in &expect {
+        assert!(
+            stderr.contains(line.as_str()),
+            "missing `{line}` in:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_type_error_names_the_key_and_a_syntax_error_names_the_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let typed = dir.path().join("typed.toml");
+    std::fs::write(&typed, "[rules]\nclear_margin_m = \"five centimetres\"\n").unwrap();
+    let (code, _, stderr) = hydrowatch(&["check-config", "-c", typed.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("rules.clear_margin_m") && stderr.contains("typed.toml"),
+        "{stderr}"
+    );
+
+    let syntax = dir.path().join("syntax.toml");
+    std::fs::write(&syntax, "[rules\n").unwrap();
+    let (code, _, stderr) = hydrowatch(&["check-config", "-c", syntax.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains(&format!("{}: not valid TOML", syntax.display()))
+            && stderr.contains("line 1"),
+        "{stderr}"
+    );
+
+    let missing = Path::new("/nonexistent/hydrowatch.toml");
+    let (code, _, stderr) = hydrowatch(&["check-config", "-c", missing.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("/nonexistent/hydrowatch.toml: cannot read"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn environment_overrides_and_secret_files_are_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "from-a-file\n").unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!("[influxdb]\nurl = \"http://127.0.0.1:8086\"\napi = \"v2\"\norg = \"county\"\nbucket = \"hydro\"\ntoken_file = \"{}\"\n", token.display()),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hydrowatch"))
+        .args(["check-config", "-c", cfg.to_str().unwrap()])
+        .env("HYDROWATCH__HTTP__LISTEN", "127.0.0.1:9999")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("http:     127.0.0.1:9999"), "{stdout}");
+    assert!(stdout.contains("\"v2\""), "{stdout}");
+
+    std::fs::remove_file(&token).unwrap();
+    let (code, _, stderr) = hydrowatch(&["check-config", "-c", cfg.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("influxdb.token_file: cannot read secret file"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let (code, _, _) = hydrowatch(&["run", "--no-such-flag"]);
+    assert_eq!(code, 2);
+    let (code, _, _) = hydrowatch(&["frobnicate"]);
+    assert_eq!(code, 2);
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need from Debian (Mosquitto, InfluxDB 1.x,
+# Chromium), then runs every test. Each test starts its own broker, database and browser on
+# free ports in temporary directories.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+[ -x /usr/sbin/mosquitto ] || need+=(mosquitto mosquitto-clients)
+command -v influxd >/dev/null 2>&1 || need+=(influxdb)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+if [ "${#need[@]}" -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "installing: ${need[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+cargo build --locked --bins
+cargo test --locked --lib --bins --tests
