@@ -166,6 +166,34 @@ async fn every_payload_shape_arrives_exactly_and_bad_messages_are_dead_lettered(
     assert_eq!(tags[0][2], serde_json::json!("淠河 east,bank=\"A\""));
     assert_eq!(tags[0][3], serde_json::json!("淮河 basin"));
 
+    // 59.32 m is above the warning stage (59.0): the alert event reaches InfluxDB too.
+    wait_until_async(
+        Duration::from_secs(20),
+        "the alert event in InfluxDB",
+        || influx.count(DB, "SELECT count(value) FROM alert_event") == 1,
+    )
+    .await;
+    let event = influx.rows(
+        DB,
+        "SELECT state, stage, rule, value, threshold, station FROM alert_event",
+    );
+    assert_eq!(
+        event[0][0],
+        serde_json::json!(t0),
+        "stamped with the observation time"
+    );
+    assert_eq!(
+        event[0][1..],
+        [
+            serde_json::json!("firing"),
+            serde_json::json!("warning"),
+            serde_json::json!("stage"),
+            serde_json::json!(59.32),
+            serde_json::json!(59),
+            serde_json::json!("62304000")
+        ]
+    );
+
     // Five dead letters, each with its reason, counted in /metrics.
     let (status, body) = hw.http_get("/api/v1/dead_letters");
     assert_eq!(status, 200);
