@@ -388,3 +388,67 @@ pub fn prune(
     )?;
     Ok(n)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn insert(
+        conn: &Connection,
+        station: &str,
+        time: Millis,
+        seq: i64,
+        received: Millis,
+        level: Option<f64>,
+        rain: Option<f64>,
+    ) {
+        let mut r = Reading::empty(station, time);
+        r.level_m = level;
+        r.rain_mm = rain;
+        let tx = conn.unchecked_transaction().unwrap();
+        writer::insert_reading(&tx, &r, seq, received).unwrap();
+        tx.commit().unwrap();
+    }
+
+    #[test]
+    fn a_second_message_for_the_same_station_and_time_merges_and_is_forwarded_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open(&dir.path().join("j.db")).unwrap();
+        insert(&conn, "s", 1000, 1, 0, Some(1.5), None);
+        insert(&conn, "s", 1000, 2, 0, None, Some(0.5));
+        let rows = readings_after(&conn, 0, 10).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].seq, 2);
+        assert_eq!(rows[0].reading.level_m, Some(1.5));
+        assert_eq!(rows[0].reading.rain_mm, Some(0.5));
+        assert!(readings_after(&conn, 2, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn retention_never_deletes_what_was_not_forwarded() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open(&dir.path().join("j.db")).unwrap();
+        insert(&conn, "s", 1000, 1, 10, Some(1.0), None);
+        insert(&conn, "s", 2000, 2, 10, Some(2.0), None);
+        insert(&conn, "s", 3000, 3, 99, Some(3.0), None);
+        // Old enough: the first two. Forwarded: only the first.
+        assert_eq!(prune(&conn, 50, Some(1)).unwrap(), 1);
+        let left: Vec<i64> = readings_after(&conn, 0, 10)
+            .unwrap()
+            .iter()
+            .map(|s| s.seq)
+            .collect();
+        assert_eq!(left, [2, 3]);
+        // Without InfluxDB there is no cursor to respect.
+        assert_eq!(prune(&conn, 50, None).unwrap(), 1);
+    }
+
+    #[test]
+    fn cursors_only_move_forward() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open(&dir.path().join("j.db")).unwrap();
+        set_cursor(&conn, "c", 5).unwrap();
+        set_cursor(&conn, "c", 3).unwrap();
+        assert_eq!(cursor(&conn, "c").unwrap(), 5);
+    }
+}

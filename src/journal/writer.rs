@@ -348,7 +348,7 @@ impl Writer {
     }
 }
 
-fn insert_reading(
+pub(crate) fn insert_reading(
     tx: &Connection,
     r: &Reading,
     seq: i64,
