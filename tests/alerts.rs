@@ -383,3 +383,50 @@ rain = { "3h" = 50.0 }
     assert_eq!(firing["value"].as_f64().unwrap(), window_sum(fire));
     assert_eq!(firing["threshold"].as_f64().unwrap(), 50.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rain_windows_are_rebuilt_from_the_journal_after_a_restart() {
+    let mqtt = Mosquitto::start(false);
+    let receiver = Receiver::start().await;
+    let station = r#"[[stations]]
+id = "rain1"
+team = "patrol"
+rain = { "3h" = 50.0 }
+"#;
+    let mut hw = Hydrowatch::start(&daemon_config(&mqtt, &receiver.url("/hook"), station));
+    tokio::task::block_in_place(|| hw.wait_ready(Duration::from_secs(30)));
+    let t0 = 1_626_739_200;
+    let rain = |t: i64, mm: f64| {
+        (
+            "hydro/rain1/data".to_string(),
+            serde_json::to_vec(
+                &serde_json::json!({"time": t, "rain_mm": mm, "rain_period_s": 300}),
+            )
+            .unwrap(),
+        )
+    };
+    // 40 mm in the first hour: below the 3 h threshold.
+    publish_all(
+        mqtt.port(),
+        (1..=8).map(|i| rain(t0 + i * 300, 5.0)).collect(),
+    )
+    .await;
+    tokio::task::block_in_place(|| {
+        wait_until_msg(Duration::from_secs(20), "40 mm in the 3 h window", || {
+            let (_, body) = hw.http_get("/api/v1/stations/rain1");
+            body.contains(r#"["3h",40.0]"#)
+        });
+        hw.kill9();
+        hw.restart();
+        hw.wait_ready(Duration::from_secs(30));
+    });
+    // 15 mm more after the restart: 55 mm in 3 h only if the window remembers the first 40.
+    publish_all(mqtt.port(), vec![rain(t0 + 9 * 300, 15.0)]).await;
+    wait_until_async(Duration::from_secs(20), "rain_3h firing", || {
+        !stage_events(&receiver, "rain_3h").is_empty()
+    })
+    .await;
+    let events = stage_events(&receiver, "rain_3h");
+    assert_eq!(events[0].state, "firing");
+    assert_eq!(events[0].observed_at, utc((t0 + 9 * 300) * 1000));
+}
