@@ -62,9 +62,8 @@ async fn persistent_connect(
     o.set_clean_session(false);
     let (client, mut el) = AsyncClient::new(o, 100);
     let session_present = loop {
-        match el.poll().await.expect("connect") {
-            Event::Incoming(Packet::ConnAck(a)) => break a.session_present,
-            _ => {}
+        if let Event::Incoming(Packet::ConnAck(a)) = el.poll().await.expect("connect") {
+            break a.session_present;
         }
     };
     if let Some(f) = subscribe {

@@ -204,6 +204,7 @@ fn assert_same(got: &HashMap<(String, i64), f64>, expected: &HashMap<(String, i6
 }
 
 /// Publishes `n` readings spread over ten stations; returns what InfluxDB must end up holding.
+#[allow(clippy::type_complexity)]
 fn burst(n: usize, base_s: i64) -> (Vec<(String, Vec<u8>)>, HashMap<(String, i64), f64>) {
     let mut messages = Vec::with_capacity(n);
     let mut expected = HashMap::new();

@@ -593,9 +593,9 @@ impl Hydrowatch {
     ///
     /// Placeholders substituted in the template before writing:
     /// * `{dir}`       – the temp dir path (no trailing slash), e.g.
-    ///                   `path = "{dir}/journal.sqlite"`; it survives `restart()`.
+    ///   `path = "{dir}/journal.sqlite"`; it survives `restart()`.
     /// * `{http_port}` – a free port chosen by the harness; use it as
-    ///                   `[http] listen = "127.0.0.1:{http_port}"`.
+    ///   `[http] listen = "127.0.0.1:{http_port}"`.
     ///
     /// Only these exact tokens are replaced (it's not `format!`), so other
     /// braces in the TOML are untouched.  Does not wait for readiness — call
