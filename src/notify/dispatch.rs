@@ -222,15 +222,7 @@ impl Dispatcher {
     /// How long to wait before the next send to `dest` keeps it within `rate` a minute.
     fn rate_wait(&self, dest: &str, rate: u32, now: Millis) -> Millis {
         let mut sent = self.sent.lock().unwrap_or_else(|p| p.into_inner());
-        let times = sent.entry(dest.to_string()).or_default();
-        while times.front().is_some_and(|t| now - t >= 60_000) {
-            times.pop_front();
-        }
-        if times.len() < rate as usize {
-            return 0;
-        }
-        let oldest_needed = times[times.len() - rate as usize];
-        (oldest_needed + 60_000 - now).max(0)
+        rate_wait(sent.entry(dest.to_string()).or_default(), rate, now)
     }
 
     fn note_sent(&self, dest: &str, now: Millis) {
@@ -363,6 +355,19 @@ impl Dispatcher {
     }
 }
 
+/// Sliding-window rate limit: given the send times of one destination (oldest first), how
+/// long until one more send keeps it at `rate` a minute. Forgets sends older than a minute.
+fn rate_wait(times: &mut VecDeque<Millis>, rate: u32, now: Millis) -> Millis {
+    while times.front().is_some_and(|t| now - t >= 60_000) {
+        times.pop_front();
+    }
+    let rate = rate.max(1) as usize;
+    if times.len() < rate {
+        return 0;
+    }
+    (times[times.len() - rate] + 60_000 - now).max(0)
+}
+
 /// Chat robots report failure inside an HTTP 200: WeCom and DingTalk with a non-zero
 /// `errcode`, Feishu with a non-zero `code` (or the older `StatusCode`). Other answers,
 /// and bodies that are not JSON, count as delivered.
@@ -387,4 +392,49 @@ fn robot_answer(channel: &Channel, body: &[u8]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limit_delays_beyond_the_rate_and_never_drops() {
+        let mut times = VecDeque::new();
+        // 3 a minute: three sends pass at once, the fourth waits for the first to age out.
+        for now in [0, 1_000, 2_000] {
+            assert_eq!(rate_wait(&mut times, 3, now), 0);
+            times.push_back(now);
+        }
+        assert_eq!(rate_wait(&mut times, 3, 2_500), 57_500);
+        assert_eq!(rate_wait(&mut times, 3, 60_000), 0);
+        assert_eq!(times.len(), 2, "the send at 0 is forgotten");
+    }
+
+    #[test]
+    fn robot_error_codes_are_failures() {
+        let settings = crate::config::load_from_str(
+            r#"
+[[teams]]
+id = "t"
+  [[teams.channels]]
+  kind = "dingtalk"
+  url = "http://127.0.0.1:1/robot/send"
+  [[teams.channels]]
+  kind = "feishu"
+  url = "http://127.0.0.1:1/hook"
+  [[teams.channels]]
+  kind = "webhook"
+  url = "http://127.0.0.1:1/hook"
+"#,
+        )
+        .expect("valid");
+        let c = &settings.teams[0].channels;
+        assert!(robot_answer(&c[0], br#"{"errcode":0,"errmsg":"ok"}"#).is_ok());
+        assert!(robot_answer(&c[0], br#"{"errcode":130101,"errmsg":"send too fast"}"#).is_err());
+        assert!(robot_answer(&c[1], br#"{"code":0,"msg":"success"}"#).is_ok());
+        assert!(robot_answer(&c[1], br#"{"code":9499,"msg":"Bad Request"}"#).is_err());
+        assert!(robot_answer(&c[1], br#"{"StatusCode":19021,"msg":"sign match fail"}"#).is_err());
+        assert!(robot_answer(&c[2], br#"{"errcode":1}"#).is_ok());
+    }
 }
