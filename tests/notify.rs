@@ -640,6 +640,45 @@ async fn unacknowledged_alert_renotifies_and_escalates_until_acknowledged() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escalation_due_while_the_daemon_was_down_happens_after_restart() {
+    let mqtt = Mosquitto::start(false);
+    let rx = Receiver::start(Vec::new()).await;
+    let mut hw = Hydrowatch::start_ready(&config(&mqtt, CHAIN, &rx), Duration::from_secs(30));
+    publish_all(
+        mqtt.port(),
+        vec![reading("s1", "2021-07-20T08:00:00+08:00", 2.5)],
+    )
+    .await;
+    wait_until_async(Duration::from_secs(10), "firing", || {
+        !rx.requests("/east").is_empty()
+    })
+    .await;
+    hw.kill9();
+    assert!(
+        rx.requests("/county").is_empty(),
+        "killed before the 2 s timeout"
+    );
+    // Down for longer than the escalation timeout.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    hw.restart();
+    hw.wait_ready(Duration::from_secs(30));
+    wait_until_async(Duration::from_secs(10), "escalation after restart", || {
+        !rx.requests("/county").is_empty()
+    })
+    .await;
+    let county = rx.requests("/county");
+    let page = county[0].json();
+    assert_eq!(page["escalated_to"], "county");
+    // Counted from the page before the crash, not from the restart.
+    let since_first = (county[0].at - rx.requests("/east")[0].at).as_secs_f64();
+    let waited = page["unacknowledged_s"].as_f64().unwrap();
+    assert!(
+        waited >= since_first - 0.5,
+        "unacknowledged for {waited} s, first page {since_first} s ago"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // 3. Acknowledgement over MQTT
 // ---------------------------------------------------------------------------
