@@ -470,7 +470,11 @@ fn channel(
         None => Duration::from_secs(1),
         Some(t) => cx.duration(t, |c, m| c.team(team, &key("backoff"), m)),
     };
-    if timeout.is_zero() {
+    let written_zero = raw
+        .timeout
+        .as_deref()
+        .is_some_and(|t| humantime::parse_duration(t).is_ok_and(|d| d.is_zero()));
+    if written_zero {
         cx.team(team, &key("timeout"), "must be above zero");
     }
     if raw.rate_per_minute == Some(0) {
