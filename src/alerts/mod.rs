@@ -119,6 +119,32 @@ pub struct AlertEvent {
     /// Seconds to reach `next_stage` at the current rate.
     pub time_to_next_stage_s: Option<f64>,
     pub acknowledged_by: Option<String>,
+    /// Set on a reminder or an escalation page: the alert did not change, somebody is paged
+    /// (again) because nobody acknowledged it. Absent on lifecycle events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<Page>,
+}
+
+/// Why an unchanged alert pages a team: the team's re-notify interval passed, or the
+/// alert was not acknowledged in time and the escalation chain reached this team.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Page {
+    pub reason: PageReason,
+    /// The team paged by this event (its channels only).
+    pub team: String,
+    /// For an escalation: the team whose chain it followed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_team: Option<String>,
+    /// Wall clock since which the alert has waited for an acknowledgement.
+    pub unacknowledged_since: Millis,
+}
+
+/// See [`Page`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PageReason {
+    Renotify,
+    Escalation,
 }
 
 impl AlertEvent {
@@ -149,6 +175,7 @@ impl AlertEvent {
             next_stage: None,
             time_to_next_stage_s: None,
             acknowledged_by: alert.acknowledged_by.clone(),
+            page: None,
         }
     }
 }
@@ -160,6 +187,8 @@ pub enum AckError {
     NotFound,
     #[error("this alert is already acknowledged")]
     AlreadyAcknowledged,
+    #[error("team `{0}` is not paged for this alert: only the station's team, the teams its stages add and teams escalated to may acknowledge it")]
+    NotResponsible(String),
 }
 
 /// A duration in milliseconds, saturating (configured durations are far below the limit).

@@ -364,7 +364,8 @@ pub async fn alert(
 }
 
 /// `POST /api/v1/alerts/{id}/ack` with `Authorization: Bearer <team token>`. 401 without a
-/// valid team token; 403 when the token's team is not paged for this alert's station.
+/// valid team token; 403 when the token's team is not paged for this alert; 404 when no
+/// open alert has that id; 409 when it is already acknowledged.
 pub async fn acknowledge(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -386,19 +387,8 @@ pub async fn acknowledge(
         .iter()
         .find(|t| t.token.as_deref() == Some(token))
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "that token belongs to no team"))?;
-    let alert = open_alerts(&state)
-        .into_iter()
-        .find(|a| a.alert_id == id)
-        .ok_or_else(|| ApiError::not_found("no open alert with that id"))?;
-    if !crate::notify::teams_for(&state.settings, &alert).contains(&team.id.as_str()) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            format!(
-                "team `{}` is not responsible for station `{}`",
-                team.id, alert.station
-            ),
-        ));
-    }
+    // Which teams may acknowledge (the station's, those its stages add, and those an
+    // unanswered alert escalated to) is decided by the journal writer, which knows the pages.
     let (reply, answer) = oneshot::channel();
     state
         .writer
@@ -415,6 +405,9 @@ pub async fn acknowledge(
             Err(ApiError::new(StatusCode::CONFLICT, "already acknowledged"))
         }
         Ok(Err(AckError::NotFound)) => Err(ApiError::not_found("no open alert with that id")),
+        Ok(Err(e @ AckError::NotResponsible(_))) => {
+            Err(ApiError::new(StatusCode::FORBIDDEN, e.to_string()))
+        }
         Err(_) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "journal writer stopped",

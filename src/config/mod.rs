@@ -281,4 +281,12 @@ pub struct Channel {
     pub rate_per_minute: Option<u32>,
     /// MQTT channel topic prefix (default `hydro/alerts`).
     pub topic: Option<String>,
+    /// MQTT channel: retained station status topic prefix (default `hydro/status`).
+    pub status_topic: Option<String>,
+    /// Longest one delivery attempt may take.
+    pub timeout: Duration,
+    /// First retry delay; doubles per failed attempt, at most a minute.
+    pub backoff: Duration,
+    /// Extra HTTP headers sent with every request.
+    pub headers: Vec<(String, String)>,
 }

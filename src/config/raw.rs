@@ -189,6 +189,15 @@ pub struct RawChannel {
     pub language: Option<String>,
     pub rate_per_minute: Option<u32>,
     pub topic: Option<String>,
+    /// MQTT channel: retained per-station status topic prefix (default `hydro/status`).
+    pub status_topic: Option<String>,
+    /// How long one attempt may take (default 10s).
+    pub timeout: Option<String>,
+    /// First retry delay, doubled per failed attempt up to a minute (default 1s).
+    pub backoff: Option<String>,
+    /// Extra HTTP headers (an SMS gateway's API key, for instance).
+    #[serde(default)]
+    pub headers: IndexMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -469,6 +469,28 @@ fn channel(
             );
         }
     }
+    let timeout = match raw.timeout.as_deref() {
+        None => Duration::from_secs(10),
+        Some(t) => cx.duration(t, |c, m| c.team(team, &key("timeout"), m)),
+    };
+    let backoff = match raw.backoff.as_deref() {
+        None => Duration::from_secs(1),
+        Some(t) => cx.duration(t, |c, m| c.team(team, &key("backoff"), m)),
+    };
+    let written_zero = raw
+        .timeout
+        .as_deref()
+        .is_some_and(|t| humantime::parse_duration(t).is_ok_and(|d| d.is_zero()));
+    if written_zero {
+        cx.team(team, &key("timeout"), "must be above zero");
+    }
+    if raw.rate_per_minute == Some(0) {
+        cx.team(
+            team,
+            &key("rate_per_minute"),
+            "must be at least 1 (leave it out for no limit)",
+        );
+    }
     let language = match raw.language.as_deref() {
         None => team_language,
         Some(l) => language(Some(l)).unwrap_or_else(|m| {
@@ -487,6 +509,10 @@ fn channel(
         language,
         rate_per_minute: raw.rate_per_minute,
         topic: raw.topic,
+        status_topic: raw.status_topic,
+        timeout,
+        backoff,
+        headers: raw.headers.into_iter().collect(),
     })
 }
 

@@ -100,6 +100,16 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (destination, id) WHERE delivered_ms IS NULL;
 
+-- Which teams were paged for an alert, first and last (wall clock): the durable state of
+-- re-notification and escalation timers (notify::escalation).
+CREATE TABLE IF NOT EXISTS alert_pages (
+    alert_id    TEXT    NOT NULL,
+    team        TEXT    NOT NULL,
+    paged_ms    INTEGER NOT NULL,
+    notified_ms INTEGER NOT NULL,
+    PRIMARY KEY (alert_id, team)
+) WITHOUT ROWID;
+
 CREATE TABLE IF NOT EXISTS station_state (
     station      TEXT PRIMARY KEY,
     last_seen_ms INTEGER,
@@ -197,6 +207,21 @@ pub fn latest_time(conn: &Connection, station: &str) -> Result<Option<Millis>, J
         [station],
         |r| r.get(0),
     )?)
+}
+
+/// A station's latest good-or-suspect water level: (observation time, level).
+pub fn latest_level(
+    conn: &Connection,
+    station: &str,
+) -> Result<Option<(Millis, f64)>, JournalError> {
+    Ok(conn
+        .query_row(
+            "SELECT time_ms, level_m FROM readings WHERE station = ?1 AND level_m IS NOT NULL
+             ORDER BY time_ms DESC LIMIT 1",
+            [station],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?)
 }
 
 /// Each station's readings from `span_ms` before its own latest reading onward, in time order:
@@ -323,6 +348,40 @@ pub fn alert_events(conn: &Connection, alert_id: &str) -> Result<Vec<AlertEvent>
         out.push(serde_json::from_str(&json?)?);
     }
     Ok(out)
+}
+
+/// The teams paged for an alert so far, first paged first.
+pub fn alert_pages(
+    conn: &Connection,
+    alert_id: &str,
+) -> Result<Vec<crate::notify::escalation::Paged>, JournalError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT team, paged_ms, notified_ms FROM alert_pages WHERE alert_id = ?1
+         ORDER BY paged_ms, team",
+    )?;
+    let rows = stmt.query_map([alert_id], |r| {
+        Ok(crate::notify::escalation::Paged {
+            team: r.get(0)?,
+            paged_ms: r.get(1)?,
+            notified_ms: r.get(2)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Records that `team` was sent an event of `alert_id` at `now` (first page kept).
+pub fn record_page(
+    conn: &Connection,
+    alert_id: &str,
+    team: &str,
+    now: Millis,
+) -> Result<(), JournalError> {
+    conn.prepare_cached(
+        "INSERT INTO alert_pages (alert_id, team, paged_ms, notified_ms) VALUES (?1, ?2, ?3, ?3)
+         ON CONFLICT (alert_id, team) DO UPDATE SET notified_ms = excluded.notified_ms",
+    )?
+    .execute(params![alert_id, team, now])?;
+    Ok(())
 }
 
 /// A dead-lettered message.

@@ -71,7 +71,7 @@ pub enum Decoded {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Live {
     Reading(Reading),
-    Alert(AlertEvent),
+    Alert(Box<AlertEvent>),
 }
 
 /// State the API reads without touching the database: kept current by the writer after
@@ -244,7 +244,14 @@ impl Writer {
                             }
                         }
                         Decoded::Acknowledge { alert_id, team } => {
-                            match self.engine.acknowledge(&alert_id, &team, now) {
+                            match acknowledge(
+                                &tx,
+                                &mut self.engine,
+                                &self.settings,
+                                &alert_id,
+                                &team,
+                                now,
+                            )? {
                                 Ok(event) => record_event(
                                     &tx,
                                     &self.engine,
@@ -268,7 +275,8 @@ impl Writer {
                     team,
                     reply,
                 } => {
-                    let result = self.engine.acknowledge(&alert_id, &team, now);
+                    let result =
+                        acknowledge(&tx, &mut self.engine, &self.settings, &alert_id, &team, now)?;
                     if let Ok(event) = &result {
                         record_event(&tx, &self.engine, &self.settings, event, now, &mut fx)?;
                     }
@@ -277,6 +285,9 @@ impl Writer {
                 Command::Tick => {
                     for event in self.engine.tick(now) {
                         fx.touched.insert(event.station.clone());
+                        record_event(&tx, &self.engine, &self.settings, &event, now, &mut fx)?;
+                    }
+                    for event in due_pages(&tx, &self.engine, &self.settings, now)? {
                         record_event(&tx, &self.engine, &self.settings, &event, now, &mut fx)?;
                     }
                 }
@@ -416,7 +427,16 @@ fn record_event(
            json = excluded.json",
         params![alert.alert_id, alert.station, alert.rule, open as i64, now, serde_json::to_string(&alert)?],
     )?;
-    for destination in crate::notify::route(settings, event) {
+    let paged: Vec<String> = super::alert_pages(tx, &event.alert_id)?
+        .into_iter()
+        .map(|p| p.team)
+        .collect();
+    let teams = crate::notify::route_teams(settings, event, &paged);
+    for team in &teams {
+        super::record_page(tx, &event.alert_id, team, now)?;
+    }
+    let teams: Vec<&str> = teams.iter().map(String::as_str).collect();
+    for destination in crate::notify::destinations(settings, &teams) {
         tx.execute(
             "INSERT INTO outbox (event_seq, destination, next_attempt_ms) VALUES (?1, ?2, ?3)",
             params![event_seq, destination, now],
@@ -426,8 +446,113 @@ fn record_event(
     metrics::counter!("hydrowatch_alert_events_total", "state" => event.state.as_str())
         .increment(1);
     fx.alerts_changed = true;
-    fx.live.push(Live::Alert(event.clone()));
+    fx.live.push(Live::Alert(Box::new(event.clone())));
     Ok(())
+}
+
+/// A team acknowledges an open alert, if it is one of the teams paged for it.
+fn acknowledge(
+    tx: &Connection,
+    engine: &mut Engine,
+    settings: &Settings,
+    alert_id: &str,
+    team: &str,
+    now: Millis,
+) -> Result<Result<AlertEvent, AckError>, JournalError> {
+    let Some(alert) = engine.alert(alert_id) else {
+        return Ok(Err(AckError::NotFound));
+    };
+    let paged: Vec<String> = super::alert_pages(tx, alert_id)?
+        .into_iter()
+        .map(|p| p.team)
+        .collect();
+    if !crate::notify::teams_for(settings, alert, &paged)
+        .iter()
+        .any(|t| t == team)
+    {
+        return Ok(Err(AckError::NotResponsible(team.to_string())));
+    }
+    Ok(engine.acknowledge(alert_id, team, now))
+}
+
+/// The re-notifications and escalations due at `now` (see `notify::escalation`), as events
+/// copied from each alert's latest lifecycle event with a fresh `event_id`.
+fn due_pages(
+    tx: &Connection,
+    engine: &Engine,
+    settings: &Settings,
+    now: Millis,
+) -> Result<Vec<AlertEvent>, JournalError> {
+    use crate::alerts::{Page, PageReason};
+    use crate::notify::escalation::{due, Due, Timers};
+    if settings
+        .teams
+        .iter()
+        .all(|t| t.renotify.is_none() && t.escalation.is_empty())
+    {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for alert in engine.open_alerts() {
+        if alert.acknowledged_by.is_some() || alert.state == AlertState::Pending {
+            continue;
+        }
+        let paged = super::alert_pages(tx, &alert.alert_id)?;
+        if paged.is_empty() {
+            continue;
+        }
+        let events = super::alert_events(tx, &alert.alert_id)?;
+        let raised: Vec<(usize, Millis)> = events
+            .iter()
+            .filter(|e| {
+                e.page.is_none() && matches!(e.state, AlertState::Firing | AlertState::Escalated)
+            })
+            .map(|e| (e.stage_index, e.created_at))
+            .collect();
+        let timers = Timers {
+            alert,
+            paged: &paged,
+            raised: &raised,
+        };
+        let pages = due(settings, &timers, now);
+        if pages.is_empty() {
+            continue;
+        }
+        let Some(latest) = events
+            .iter()
+            .rev()
+            .find(|e| e.page.is_none() && e.state != AlertState::Acknowledged)
+        else {
+            continue;
+        };
+        for page in pages {
+            let page = match page {
+                Due::Renotify { team, since } => Page {
+                    reason: PageReason::Renotify,
+                    team,
+                    from_team: None,
+                    unacknowledged_since: since,
+                },
+                Due::Escalate { from, to, since } => {
+                    tracing::warn!(alert_id = %alert.alert_id, station = %alert.station, from = %from, to = %to,
+                        "alert not acknowledged in time; escalating");
+                    Page {
+                        reason: PageReason::Escalation,
+                        team: to,
+                        from_team: Some(from),
+                        unacknowledged_since: since,
+                    }
+                }
+            };
+            let mut event = latest.clone();
+            event.event_id = uuid::Uuid::new_v4().to_string();
+            event.created_at = now;
+            event.acknowledged_by = None;
+            event.page = Some(page);
+            out.push(event);
+        }
+    }
+    Ok(out)
 }
 
 /// The final form of an alert that the engine no longer holds (it resolved).

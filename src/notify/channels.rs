@@ -47,15 +47,37 @@ fn state_words(state: AlertState, language: Language) -> &'static str {
     }
 }
 
-/// A title line for chat messages.
+/// What kind of page this is, when it is not a plain lifecycle event.
+fn page_words(p: &EventPayload, language: Language) -> Option<String> {
+    let minutes = p.unacknowledged_s.map(|s| (s / 60.0).floor() as i64);
+    match (language, p.renotify, &p.escalated_to) {
+        (Language::Chinese, true, _) => Some("提醒".into()),
+        (Language::English, true, _) => Some("REMINDER".into()),
+        (Language::Chinese, false, Some(_)) => Some(format!(
+            "未确认升级{}",
+            minutes.map(|m| format!(" {m} 分钟")).unwrap_or_default()
+        )),
+        (Language::English, false, Some(_)) => Some(format!(
+            "UNACKNOWLEDGED{}",
+            minutes.map(|m| format!(" {m} min")).unwrap_or_default()
+        )),
+        _ => None,
+    }
+}
+
+/// A title line for chat messages: `[告警] 淠河 横排头`, with `[提醒]` on reminders and
+/// `[未确认升级 N 分钟]` on escalation pages.
 pub fn title(p: &EventPayload, language: Language) -> String {
     let river = p
         .river
         .as_deref()
         .map(|r| format!(" {r}"))
         .unwrap_or_default();
+    let page = page_words(p, language)
+        .map(|w| format!("[{w}]"))
+        .unwrap_or_default();
     format!(
-        "[{}]{} {}",
+        "{page}[{}]{} {}",
         state_words(p.state, language),
         river,
         p.station_name
@@ -77,6 +99,9 @@ pub fn markdown(p: &EventPayload, language: Language) -> String {
             if let Some(by) = &p.acknowledged_by {
                 lines.push(format!("确认人：{by}"));
             }
+            if let Some(from) = &p.escalated_from {
+                lines.push(format!("{from} 未在时限内确认，升级通知本队"));
+            }
             if p.late {
                 lines.push("（补报数据）".into());
             }
@@ -97,6 +122,11 @@ pub fn markdown(p: &EventPayload, language: Language) -> String {
             }
             if let Some(by) = &p.acknowledged_by {
                 lines.push(format!("Acknowledged by {by}"));
+            }
+            if let Some(from) = &p.escalated_from {
+                lines.push(format!(
+                    "Not acknowledged by {from} in time: escalated to you"
+                ));
             }
             if p.late {
                 lines.push("(late: observed earlier, delivered now)".into());
@@ -121,6 +151,14 @@ fn json_request(url: String, body: &serde_json::Value) -> Request {
 /// Builds the HTTP request for `channel`. `now_ms` is used by signed robot modes. Returns
 /// `None` for the MQTT channel, which the dispatcher publishes itself.
 pub fn request(channel: &Channel, p: &EventPayload, now_ms: i64) -> Option<Request> {
+    let mut request = build(channel, p, now_ms)?;
+    for (name, value) in &channel.headers {
+        request.headers.push((name.clone(), value.clone()));
+    }
+    Some(request)
+}
+
+fn build(channel: &Channel, p: &EventPayload, now_ms: i64) -> Option<Request> {
     let url = channel.url.as_ref()?.to_string();
     let lang = channel.language;
     Some(match channel.kind {
@@ -141,9 +179,13 @@ pub fn request(channel: &Channel, p: &EventPayload, now_ms: i64) -> Option<Reque
                 body,
             }
         }
+        // WeCom group robot: markdown content of at most 4096 bytes.
         ChannelKind::Wecom => json_request(
             url,
-            &serde_json::json!({"msgtype": "markdown", "markdown": {"content": markdown(p, lang)}}),
+            &serde_json::json!({
+                "msgtype": "markdown",
+                "markdown": {"content": truncate_bytes(&markdown(p, lang), 4096)}
+            }),
         ),
         ChannelKind::Dingtalk => {
             let url = match &channel.secret {
@@ -204,18 +246,30 @@ pub fn request(channel: &Channel, p: &EventPayload, now_ms: i64) -> Option<Reque
                     urlencoding::encode(s).into_owned()
                 }
             };
+            let fill = |template: &str, escape: &dyn Fn(&str) -> String| -> String {
+                template
+                    .replace("{phones}", &escape(&channel.phones.join(",")))
+                    .replace("{message}", &escape(&text))
+                    .replace("{station}", &escape(&p.station))
+                    .replace("{station_name}", &escape(&p.station_name))
+                    .replace("{state}", &escape(serde_plain_state(p.state)))
+                    .replace("{event_id}", &escape(&p.event_id))
+                    .replace("{alert_id}", &escape(&p.alert_id))
+            };
             let template = channel
                 .body
                 .clone()
                 .unwrap_or_else(|| r#"{"phones":"{phones}","message":"{message}"}"#.to_string());
-            let body = template
-                .replace("{phones}", &escape(&channel.phones.join(",")))
-                .replace("{message}", &escape(&text))
-                .replace("{station}", &escape(&p.station))
-                .replace("{station_name}", &escape(&p.station_name))
-                .replace("{state}", &escape(serde_plain_state(p.state)))
-                .replace("{event_id}", &escape(&p.event_id))
-                .replace("{alert_id}", &escape(&p.alert_id));
+            let body = if channel.method == "GET" && channel.body.is_none() {
+                String::new()
+            } else {
+                fill(&template, &escape)
+            };
+            // GET gateways take the message in the query string: the URL is a template too
+            // (braces are percent-encoded by URL parsing).
+            let url = fill(&url.replace("%7B", "{").replace("%7D", "}"), &|s: &str| {
+                urlencoding::encode(s).into_owned()
+            });
             let content_type = channel
                 .content_type
                 .clone()
@@ -234,24 +288,53 @@ fn serde_plain_state(state: AlertState) -> &'static str {
     state.as_str()
 }
 
-/// One short line for SMS: state, station, the rule's sentence, observation time.
+/// One short text for SMS: state, station, the rule's sentence (value, stage, trend, time
+/// to the next stage), observation time and the acknowledgement link.
 pub fn sms_text(p: &EventPayload, language: Language) -> String {
-    match language {
+    let page = page_words(p, language)
+        .map(|w| match language {
+            Language::Chinese => format!("【{w}】"),
+            Language::English => format!("{w} "),
+        })
+        .unwrap_or_default();
+    let mut text = match language {
         Language::Chinese => format!(
-            "【{}】{} {}（{}）",
+            "{page}【{}】{}{}（{}）",
             state_words(p.state, language),
-            p.station_name,
+            p.river
+                .as_deref()
+                .map(|r| format!("{r} "))
+                .unwrap_or_default(),
             p.message,
             p.observed_at
         ),
         Language::English => format!(
-            "{}: {} {} ({})",
+            "{page}{}: {} ({})",
             state_words(p.state, language),
-            p.station_name,
             p.message,
             p.observed_at
         ),
+    };
+    if let Some(url) = &p.ack_url {
+        text.push_str(match language {
+            Language::Chinese => " 确认：",
+            Language::English => " Ack: ",
+        });
+        text.push_str(url);
     }
+    text
+}
+
+/// At most `max` bytes of `s`, cut at a character boundary.
+fn truncate_bytes(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
 }
 
 #[cfg(test)]

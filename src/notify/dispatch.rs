@@ -5,8 +5,14 @@
 //! marked delivered sends that event again, with the same `event_id`, which receivers use to
 //! deduplicate. Per-destination order holds because a destination's next row is not tried
 //! until the one before it is delivered.
+//!
+//! A channel's `rate_per_minute` delays deliveries beyond the rate (never drops them): the
+//! next row waits until the oldest send of the last minute is a minute old. Chat robots
+//! answer HTTP 200 with an error code in the body (WeCom and DingTalk `errcode`, Feishu
+//! `code`), for instance when their own rate limit is hit; those count as failures and are
+//! retried like a 5xx.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,9 +22,9 @@ use tokio::sync::Notify;
 use super::channels;
 use super::EventPayload;
 use crate::alerts::AlertEvent;
-use crate::config::{ChannelKind, Settings};
+use crate::config::{Channel, ChannelKind, Settings};
 use crate::journal::{self, JournalError};
-use crate::model::now_millis;
+use crate::model::{format_time, now_millis, Millis};
 
 /// Longest wait between two attempts at one destination.
 const MAX_BACKOFF_MS: i64 = 60_000;
@@ -30,6 +36,8 @@ pub struct Dispatcher {
     pub http: reqwest::Client,
     pub mqtt: Option<rumqttc::AsyncClient>,
     pub wake: Arc<Notify>,
+    /// Per destination: when its deliveries of the last minute were sent (rate limits).
+    sent: Mutex<HashMap<String, VecDeque<Millis>>>,
 }
 
 /// One pending outbox row with its event.
@@ -55,6 +63,7 @@ impl Dispatcher {
             http,
             mqtt,
             wake,
+            sent: Mutex::new(HashMap::new()),
         })
     }
 
@@ -155,6 +164,17 @@ impl Dispatcher {
                 tokio::time::sleep(Duration::from_millis(wait as u64)).await;
             }
             let kind = self.channel_kind(&dest);
+            let rate = self.lookup(&dest).and_then(|(_, c)| c.rate_per_minute);
+            if let Some(rate) = rate {
+                let wait = self.rate_wait(&dest, rate, now_millis());
+                if wait > 0 {
+                    metrics::counter!("hydrowatch_notifications_delayed_total", "channel" => kind)
+                        .increment(1);
+                    tracing::info!(destination = %dest, wait_ms = wait, "channel rate limit: delaying the next notification");
+                    tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+                }
+                self.note_sent(&dest, now_millis());
+            }
             let result = self.deliver(&dest, &pending.event).await;
             let now = now_millis();
             let id = pending.id;
@@ -172,7 +192,13 @@ impl Dispatcher {
                     metrics::counter!("hydrowatch_notifications_total", "channel" => kind, "result" => "retry")
                         .increment(1);
                     let attempts = pending.attempts + 1;
-                    let backoff = (500_i64 << attempts.min(10)).min(MAX_BACKOFF_MS);
+                    let first = self
+                        .lookup(&dest)
+                        .map_or(1000, |(_, c)| c.backoff.as_millis() as i64)
+                        .max(1);
+                    let backoff = first
+                        .saturating_mul(1 << (attempts - 1).clamp(0, 16))
+                        .min(MAX_BACKOFF_MS);
                     tracing::warn!(destination = %dest, event_id = %pending.event.event_id, attempts, error = %error,
                         "notification not delivered; retrying");
                     let error = error.clone();
@@ -190,6 +216,21 @@ impl Dispatcher {
                 tracing::error!(error = %e, "outbox: cannot record delivery");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
+        }
+    }
+
+    /// How long to wait before the next send to `dest` keeps it within `rate` a minute.
+    fn rate_wait(&self, dest: &str, rate: u32, now: Millis) -> Millis {
+        let mut sent = self.sent.lock().unwrap_or_else(|p| p.into_inner());
+        rate_wait(sent.entry(dest.to_string()).or_default(), rate, now)
+    }
+
+    fn note_sent(&self, dest: &str, now: Millis) {
+        let mut sent = self.sent.lock().unwrap_or_else(|p| p.into_inner());
+        let times = sent.entry(dest.to_string()).or_default();
+        times.push_back(now);
+        while times.len() > 10_000 {
+            times.pop_front();
         }
     }
 
@@ -221,12 +262,24 @@ impl Dispatcher {
             };
             let prefix = channel.topic.as_deref().unwrap_or("hydro/alerts");
             let body = serde_json::to_vec(&payload).map_err(|e| e.to_string())?;
-            return client
+            client
                 .publish(
                     format!("{prefix}/{}", event.station),
                     rumqttc::QoS::AtLeastOnce,
                     false,
                     body,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            // The station's current state, retained for apps and panels that connect later.
+            let status_prefix = channel.status_topic.as_deref().unwrap_or("hydro/status");
+            let status = self.station_status(event.station.clone()).await?;
+            return client
+                .publish(
+                    format!("{status_prefix}/{}", event.station),
+                    rumqttc::QoS::AtLeastOnce,
+                    true,
+                    status,
                 )
                 .await
                 .map_err(|e| e.to_string());
@@ -239,16 +292,149 @@ impl Dispatcher {
         let mut builder = self
             .http
             .request(method, &req.url)
-            .timeout(Duration::from_secs(10))
+            .timeout(channel.timeout)
             .body(req.body);
         for (k, v) in &req.headers {
             builder = builder.header(k, v);
         }
         let response = builder.send().await.map_err(|e| e.to_string())?;
-        if response.status().is_success() {
-            Ok(())
-        } else {
-            Err(format!("receiver answered {}", response.status()))
+        let status = response.status();
+        if !status.is_success() {
+            return Err(format!("receiver answered {status}"));
         }
+        let body = tokio::time::timeout(channel.timeout, response.bytes())
+            .await
+            .map_err(|_| "timed out reading the answer".to_string())?
+            .map_err(|e| e.to_string())?;
+        robot_answer(channel, &body)
+    }
+
+    /// The retained `hydro/status/{station}` payload: latest level, its stage, open alerts.
+    async fn station_status(&self, station: String) -> Result<Vec<u8>, String> {
+        let settings = self.settings.clone();
+        self.db(move |c| {
+            let latest = crate::journal::latest_level(c, &station)?;
+            let open: Vec<serde_json::Value> = crate::journal::open_alerts(c)?
+                .into_iter()
+                .filter(|a| a.station == station)
+                .map(|a| {
+                    serde_json::json!({
+                        "alert_id": a.alert_id, "rule": a.rule, "state": a.state,
+                        "stage": a.stage, "value": a.value, "threshold": a.threshold,
+                        "acknowledged_by": a.acknowledged_by,
+                    })
+                })
+                .collect();
+            let tz = &settings.rules.time_zone;
+            let st = settings.station(&station);
+            let stage = match (st, latest) {
+                (Some(st), Some((_, level))) => st
+                    .stages
+                    .stages
+                    .iter()
+                    .rev()
+                    .find(|s| level >= s.level_m)
+                    .map(|s| s.name.clone()),
+                _ => None,
+            };
+            Ok(serde_json::json!({
+                "station": station,
+                "station_name": st.map(|s| s.name.clone()),
+                "river": st.and_then(|s| s.river.clone()),
+                "level_m": latest.map(|(_, l)| l),
+                "observed_at": latest.map(|(t, _)| format_time(t, tz)),
+                "stage": stage,
+                "open_alerts": open,
+                "updated_at": format_time(now_millis(), tz),
+            })
+            .to_string()
+            .into_bytes())
+        })
+        .await
+        .map_err(|e| e.to_string())
+    }
+}
+
+/// Sliding-window rate limit: given the send times of one destination (oldest first), how
+/// long until one more send keeps it at `rate` a minute. Forgets sends older than a minute.
+fn rate_wait(times: &mut VecDeque<Millis>, rate: u32, now: Millis) -> Millis {
+    while times.front().is_some_and(|t| now - t >= 60_000) {
+        times.pop_front();
+    }
+    let rate = rate.max(1) as usize;
+    if times.len() < rate {
+        return 0;
+    }
+    (times[times.len() - rate] + 60_000 - now).max(0)
+}
+
+/// Chat robots report failure inside an HTTP 200: WeCom and DingTalk with a non-zero
+/// `errcode`, Feishu with a non-zero `code` (or the older `StatusCode`). Other answers,
+/// and bodies that are not JSON, count as delivered.
+fn robot_answer(channel: &Channel, body: &[u8]) -> Result<(), String> {
+    let key = match channel.kind {
+        ChannelKind::Wecom | ChannelKind::Dingtalk => ["errcode", "errcode"],
+        ChannelKind::Feishu => ["code", "StatusCode"],
+        _ => return Ok(()),
+    };
+    let Ok(answer) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Ok(());
+    };
+    for k in key {
+        if let Some(code) = answer.get(k).and_then(|c| c.as_i64()) {
+            if code != 0 {
+                return Err(format!(
+                    "{} robot refused the message: {}",
+                    channel.kind.as_str(),
+                    String::from_utf8_lossy(body)
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limit_delays_beyond_the_rate_and_never_drops() {
+        let mut times = VecDeque::new();
+        // 3 a minute: three sends pass at once, the fourth waits for the first to age out.
+        for now in [0, 1_000, 2_000] {
+            assert_eq!(rate_wait(&mut times, 3, now), 0);
+            times.push_back(now);
+        }
+        assert_eq!(rate_wait(&mut times, 3, 2_500), 57_500);
+        assert_eq!(rate_wait(&mut times, 3, 60_000), 0);
+        assert_eq!(times.len(), 2, "the send at 0 is forgotten");
+    }
+
+    #[test]
+    fn robot_error_codes_are_failures() {
+        let settings = crate::config::load_from_str(
+            r#"
+[[teams]]
+id = "t"
+  [[teams.channels]]
+  kind = "dingtalk"
+  url = "http://127.0.0.1:1/robot/send"
+  [[teams.channels]]
+  kind = "feishu"
+  url = "http://127.0.0.1:1/hook"
+  [[teams.channels]]
+  kind = "webhook"
+  url = "http://127.0.0.1:1/hook"
+"#,
+        )
+        .expect("valid");
+        let c = &settings.teams[0].channels;
+        assert!(robot_answer(&c[0], br#"{"errcode":0,"errmsg":"ok"}"#).is_ok());
+        assert!(robot_answer(&c[0], br#"{"errcode":130101,"errmsg":"send too fast"}"#).is_err());
+        assert!(robot_answer(&c[1], br#"{"code":0,"msg":"success"}"#).is_ok());
+        assert!(robot_answer(&c[1], br#"{"code":9499,"msg":"Bad Request"}"#).is_err());
+        assert!(robot_answer(&c[1], br#"{"StatusCode":19021,"msg":"sign match fail"}"#).is_err());
+        assert!(robot_answer(&c[2], br#"{"errcode":1}"#).is_ok());
     }
 }

@@ -9,17 +9,20 @@
 
 pub mod channels;
 pub mod dispatch;
+pub mod escalation;
 
 use serde::Serialize;
 
-use crate::alerts::{AlertEvent, AlertState};
+use crate::alerts::{Alert, AlertEvent, AlertState, PageReason};
 use crate::config::{Settings, Station};
 use crate::model::format_time;
 
-/// The outbox destinations for an event: `"{team}/{channel index}"` for every channel of the
-/// station's team and of teams the station pages from the event's stage upward. Pending
-/// events and stations under maintenance page no one (the event is still recorded).
-pub fn route(settings: &Settings, event: &AlertEvent) -> Vec<String> {
+/// The teams an event pages. A lifecycle event goes to the station's team, the teams the
+/// station adds at the alert's stage, and every team already paged for this alert
+/// (`paged`: escalations), so whoever heard "firing" also hears "acknowledged" and
+/// "resolved". A reminder or escalation page goes to its one team. Pending events and
+/// stations under maintenance page no one (the event is still recorded).
+pub fn route_teams(settings: &Settings, event: &AlertEvent, paged: &[String]) -> Vec<String> {
     if event.state == AlertState::Pending {
         return Vec::new();
     }
@@ -29,29 +32,58 @@ pub fn route(settings: &Settings, event: &AlertEvent) -> Vec<String> {
     if station.maintenance {
         return Vec::new();
     }
-    let mut teams: Vec<&str> = station.team.as_deref().into_iter().collect();
-    if event.rule == "stage" {
-        for (stage_index, extra) in &station.escalate {
-            if event.stage_index >= *stage_index {
-                teams.extend(extra.iter().map(String::as_str));
-            }
+    if let Some(page) = &event.page {
+        return vec![page.team.clone()];
+    }
+    let mut teams: Vec<String> = station_teams(station, &event.rule, event.stage_index)
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    for team in paged {
+        if !teams.contains(team) {
+            teams.push(team.clone());
         }
     }
+    teams
+}
+
+/// The outbox destinations for an event: `"{team}/{channel index}"` for every channel of
+/// the teams [`route_teams`] names.
+pub fn route(settings: &Settings, event: &AlertEvent, paged: &[String]) -> Vec<String> {
+    let teams = route_teams(settings, event, paged);
+    let teams: Vec<&str> = teams.iter().map(String::as_str).collect();
     destinations(settings, &teams)
 }
 
-/// The teams paged for an alert: the station's own team, and those the station adds at the
-/// alert's stage. Any of them may acknowledge it.
-pub fn teams_for<'a>(settings: &'a Settings, alert: &crate::alerts::Alert) -> Vec<&'a str> {
+fn station_teams<'a>(station: &'a Station, rule: &str, stage_index: usize) -> Vec<&'a str> {
+    let mut teams: Vec<&str> = station.team.as_deref().into_iter().collect();
+    if rule == "stage" {
+        for (index, extra) in &station.escalate {
+            if stage_index >= *index {
+                for team in extra {
+                    if !teams.contains(&team.as_str()) {
+                        teams.push(team);
+                    }
+                }
+            }
+        }
+    }
+    teams
+}
+
+/// The teams that may acknowledge an alert: the station's own team, those the station adds
+/// at the alert's stage, and those already paged for it (`paged`, e.g. by escalation).
+pub fn teams_for(settings: &Settings, alert: &Alert, paged: &[String]) -> Vec<String> {
     let Some(station) = settings.station(&alert.station) else {
         return Vec::new();
     };
-    let mut teams: Vec<&str> = station.team.as_deref().into_iter().collect();
-    if alert.rule == "stage" {
-        for (stage_index, extra) in &station.escalate {
-            if alert.stage_index >= *stage_index {
-                teams.extend(extra.iter().map(String::as_str));
-            }
+    let mut teams: Vec<String> = station_teams(station, &alert.rule, alert.stage_index)
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    for team in paged {
+        if !teams.contains(team) {
+            teams.push(team.clone());
         }
     }
     teams
@@ -98,6 +130,18 @@ pub struct EventPayload {
     pub time_to_next_stage_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ack_url: Option<String>,
+    /// A reminder: the alert is unchanged and still unacknowledged (a new `event_id`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub renotify: bool,
+    /// An escalation page: nobody acknowledged in time, so this team (`team`) is paged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub escalated_to: Option<String>,
+    /// The team whose escalation chain led here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub escalated_from: Option<String>,
+    /// For reminders and escalations: seconds the alert has waited for an acknowledgement.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unacknowledged_s: Option<f64>,
 }
 
 impl EventPayload {
@@ -129,6 +173,20 @@ impl EventPayload {
                 .public_url
                 .as_ref()
                 .map(|base| format!("{}/#alert={}", base.trim_end_matches('/'), event.alert_id)),
+            renotify: event
+                .page
+                .as_ref()
+                .is_some_and(|p| p.reason == PageReason::Renotify),
+            escalated_to: event
+                .page
+                .as_ref()
+                .filter(|p| p.reason == PageReason::Escalation)
+                .map(|p| p.team.clone()),
+            escalated_from: event.page.as_ref().and_then(|p| p.from_team.clone()),
+            unacknowledged_s: event
+                .page
+                .as_ref()
+                .map(|p| (event.created_at - p.unacknowledged_since).max(0) as f64 / 1000.0),
         }
     }
 }

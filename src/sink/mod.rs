@@ -207,7 +207,8 @@ impl Forwarder {
             for stored in &batch {
                 line_protocol::encode_reading(&stored.reading, &self.settings, &mut body);
             }
-            for (_, event) in &events {
+            // Reminders and escalation pages change no alert: they are not alert_event points.
+            for (_, event) in events.iter().filter(|(_, e)| e.page.is_none()) {
                 line_protocol::encode_event(event, &mut body);
             }
             match self.writer.write(body).await {

@@ -1,0 +1,290 @@
+//! Timers on open, unacknowledged alerts: re-notification at each paged team's interval, and
+//! escalation along a team's chain when nobody acknowledges in time.
+//!
+//! Why it is a pure module: the journal writer calls [`due`] on every wall-clock tick with
+//! what the journal knows (which teams were paged for an alert, when first and when last,
+//! and when the alert reached each stage), and records the pages it returns as events and
+//! outbox rows in the same transaction. The timers therefore live in the journal, not in
+//! memory: a restart neither repeats an escalation nor forgets one that was due.
+
+use crate::alerts::{Alert, AlertState};
+use crate::config::Settings;
+use crate::model::Millis;
+
+/// A team paged for an alert, as recorded in the journal's `alert_pages`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Paged {
+    pub team: String,
+    /// Wall clock of the first page of this team for this alert.
+    pub paged_ms: Millis,
+    /// Wall clock of the latest event sent to this team for this alert.
+    pub notified_ms: Millis,
+}
+
+/// One open alert with its timer inputs.
+#[derive(Debug, Clone)]
+pub struct Timers<'a> {
+    pub alert: &'a Alert,
+    pub paged: &'a [Paged],
+    /// Wall clock of each raise (`firing`, `escalated`) with the stage it raised to.
+    pub raised: &'a [(usize, Millis)],
+}
+
+/// A page that is due now.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Due {
+    /// Send the alert again to `team`: its re-notify interval passed since it last heard.
+    Renotify { team: String, since: Millis },
+    /// Page `to`: `from`'s escalation waited long enough without an acknowledgement.
+    Escalate {
+        from: String,
+        to: String,
+        since: Millis,
+    },
+}
+
+/// The pages due at `now` for one alert. Nothing is due for an acknowledged or pending
+/// alert, or for a station under maintenance. A team already paged for the alert is never
+/// escalated to again; a team escalated to in this call is not also reminded.
+pub fn due(settings: &Settings, t: &Timers, now: Millis) -> Vec<Due> {
+    let alert = t.alert;
+    if alert.acknowledged_by.is_some() || alert.state == AlertState::Pending {
+        return Vec::new();
+    }
+    let Some(station) = settings.station(&alert.station) else {
+        return Vec::new();
+    };
+    if station.maintenance {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let mut escalated: Vec<&str> = Vec::new();
+    for paged in t.paged {
+        let Some(team) = settings.team(&paged.team) else {
+            continue;
+        };
+        for step in &team.escalation {
+            let min_index = match &step.min_stage {
+                None => None,
+                Some(name) => {
+                    // A stage threshold only means something for the flood ladder.
+                    if alert.rule != "stage" {
+                        continue;
+                    }
+                    match station.stages.position(name) {
+                        Some(i) => Some(i),
+                        None => continue,
+                    }
+                }
+            };
+            if min_index.is_some_and(|i| alert.stage_index < i) {
+                continue;
+            }
+            // The clock starts when both the team was paged and the alert was at the stage.
+            let reached = match min_index {
+                None => Some(paged.paged_ms),
+                Some(i) => t
+                    .raised
+                    .iter()
+                    .filter(|(stage, _)| *stage >= i)
+                    .map(|(_, at)| *at)
+                    .min(),
+            };
+            let Some(reached) = reached else { continue };
+            let since = reached.max(paged.paged_ms);
+            let after = crate::alerts::millis(step.after);
+            let already = t.paged.iter().any(|p| p.team == step.team)
+                || escalated.contains(&step.team.as_str());
+            if now - since >= after && !already {
+                escalated.push(&step.team);
+                out.push(Due::Escalate {
+                    from: paged.team.clone(),
+                    to: step.team.clone(),
+                    since,
+                });
+            }
+        }
+    }
+    for paged in t.paged {
+        let Some(interval) = settings.team(&paged.team).and_then(|team| team.renotify) else {
+            continue;
+        };
+        if now - paged.notified_ms >= crate::alerts::millis(interval) {
+            out.push(Due::Renotify {
+                team: paged.team.clone(),
+                since: paged.paged_ms,
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load_from_str;
+
+    const CONFIG: &str = r#"
+[[teams]]
+id = "east"
+renotify = "10s"
+  [[teams.escalation]]
+  after = "20s"
+  team = "county"
+  min_stage = "warning"
+[[teams]]
+id = "county"
+  [[teams.escalation]]
+  after = "30s"
+  team = "province"
+[[teams]]
+id = "province"
+
+[[stations]]
+id = "s1"
+team = "east"
+stages = { guard = 1.0, warning = 2.0, guaranteed = 3.0 }
+
+[[stations]]
+id = "s2"
+team = "east"
+maintenance = true
+stages = { guard = 1.0, warning = 2.0 }
+"#;
+
+    fn settings() -> Settings {
+        load_from_str(CONFIG).expect("valid test configuration")
+    }
+
+    fn alert(station: &str, stage_index: usize) -> Alert {
+        Alert {
+            alert_id: "a".into(),
+            station: station.into(),
+            rule: "stage".into(),
+            state: AlertState::Firing,
+            stage: ["guard", "warning", "guaranteed"][stage_index].into(),
+            stage_index,
+            value: 2.1,
+            threshold: 2.0,
+            opened_at: 0,
+            updated_at: 0,
+            acknowledged_by: None,
+            acknowledged_at: None,
+        }
+    }
+
+    fn paged(team: &str, paged_ms: Millis, notified_ms: Millis) -> Paged {
+        Paged {
+            team: team.into(),
+            paged_ms,
+            notified_ms,
+        }
+    }
+
+    #[test]
+    fn renotifies_at_the_team_interval() {
+        let s = settings();
+        let a = alert("s1", 0);
+        let p = [paged("east", 0, 5_000)];
+        let t = Timers {
+            alert: &a,
+            paged: &p,
+            raised: &[(0, 0)],
+        };
+        assert!(due(&s, &t, 14_999).is_empty());
+        assert_eq!(
+            due(&s, &t, 15_000),
+            vec![Due::Renotify {
+                team: "east".into(),
+                since: 0
+            }]
+        );
+    }
+
+    #[test]
+    fn escalates_from_when_the_alert_reached_the_minimum_stage() {
+        let s = settings();
+        let a = alert("s1", 1);
+        // Paged at guard at t=0, reached warning at t=100 s: due at 120 s, not 20 s.
+        let p = [paged("east", 0, 119_000)];
+        let raised = [(0, 0), (1, 100_000)];
+        let t = Timers {
+            alert: &a,
+            paged: &p,
+            raised: &raised,
+        };
+        assert!(due(&s, &t, 119_999).is_empty());
+        assert_eq!(
+            due(&s, &t, 120_000),
+            vec![Due::Escalate {
+                from: "east".into(),
+                to: "county".into(),
+                since: 100_000
+            }]
+        );
+    }
+
+    #[test]
+    fn below_the_minimum_stage_never_escalates() {
+        let s = settings();
+        let a = alert("s1", 0);
+        let p = [paged("east", 0, 1_000_000)];
+        let t = Timers {
+            alert: &a,
+            paged: &p,
+            raised: &[(0, 0)],
+        };
+        assert!(due(&s, &t, 1_000_000).is_empty());
+    }
+
+    #[test]
+    fn the_chain_continues_from_the_escalated_team_and_never_repeats() {
+        let s = settings();
+        let a = alert("s1", 1);
+        let p = [paged("east", 0, 50_000), paged("county", 20_000, 50_000)];
+        let t = Timers {
+            alert: &a,
+            paged: &p,
+            raised: &[(1, 0)],
+        };
+        // county has been paged, so east's step is done; county's own step is due at 50 s.
+        assert_eq!(
+            due(&s, &t, 50_000),
+            vec![Due::Escalate {
+                from: "county".into(),
+                to: "province".into(),
+                since: 20_000
+            }]
+        );
+    }
+
+    #[test]
+    fn acknowledged_pending_and_maintenance_alerts_have_no_timers() {
+        let s = settings();
+        let p = [paged("east", 0, 0)];
+        let raised = [(1, 0)];
+        let mut a = alert("s1", 1);
+        a.acknowledged_by = Some("east".into());
+        let t = Timers {
+            alert: &a,
+            paged: &p,
+            raised: &raised,
+        };
+        assert!(due(&s, &t, 1_000_000).is_empty());
+        let mut a = alert("s1", 1);
+        a.state = AlertState::Pending;
+        let t = Timers {
+            alert: &a,
+            paged: &p,
+            raised: &raised,
+        };
+        assert!(due(&s, &t, 1_000_000).is_empty());
+        let a = alert("s2", 1);
+        let t = Timers {
+            alert: &a,
+            paged: &p,
+            raised: &raised,
+        };
+        assert!(due(&s, &t, 1_000_000).is_empty());
+    }
+}
