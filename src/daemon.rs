@@ -111,18 +111,21 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
     let grace = startup_grace(&settings);
     tasks.spawn(async move {
         // After downtime every station looks silent until the broker has delivered what it
-        // queued for us: give it a moment after subscribing before judging anyone offline.
-        while !subscribed
-            .subscribed
-            .load(std::sync::atomic::Ordering::SeqCst)
-        {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        tokio::time::sleep(grace).await;
+        // queued for us: offline detection waits a moment after the first subscription.
+        // Escalation and re-notification timers run from the start.
+        let mut offline_from: Option<tokio::time::Instant> = None;
         let mut interval = tokio::time::interval(TICK);
         loop {
             interval.tick().await;
-            if ticker.send(Command::Tick).await.is_err() {
+            if offline_from.is_none()
+                && subscribed
+                    .subscribed
+                    .load(std::sync::atomic::Ordering::SeqCst)
+            {
+                offline_from = Some(tokio::time::Instant::now() + grace);
+            }
+            let check_offline = offline_from.is_some_and(|t| tokio::time::Instant::now() >= t);
+            if ticker.send(Command::Tick { check_offline }).await.is_err() {
                 return;
             }
         }

@@ -40,7 +40,11 @@ pub enum Command {
         reply: oneshot::Sender<Result<AlertEvent, AckError>>,
     },
     /// Wall-clock tick: offline detection and escalation timers.
-    Tick,
+    Tick {
+        /// False during the start-up grace period, when every station still looks silent
+        /// because the broker has not yet delivered what it queued for us.
+        check_offline: bool,
+    },
 }
 
 /// A message as the source received it.
@@ -282,8 +286,12 @@ impl Writer {
                     }
                     fx.replies.push((reply, result));
                 }
-                Command::Tick => {
-                    for event in self.engine.tick(now) {
+                Command::Tick { check_offline } => {
+                    let offline = match check_offline {
+                        true => self.engine.tick(now),
+                        false => Vec::new(),
+                    };
+                    for event in offline {
                         fx.touched.insert(event.station.clone());
                         record_event(&tx, &self.engine, &self.settings, &event, now, &mut fx)?;
                     }
