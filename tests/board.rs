@@ -417,7 +417,7 @@ async fn board_shows_a_stage_crossing_live_in_headless_chromium() {
     );
 
     // The stage alert is listed, not yet acknowledged; the team acknowledges; the board shows who.
-    let open_alert = "(() => { const li = document.querySelector('#alerts li[data-rule=stage]');
+    let open_alert = "(() => { const li = document.querySelector('#alerts li[data-rule=stage][data-station=\"62304000\"]');
         return li ? { id: li.dataset.alert, acked: li.dataset.acknowledged, text: li.textContent } : null })()";
     let (mut browser, alert) = tokio::task::spawn_blocking(move || {
         let alert = browser.wait_for("the open stage alert on the board", open_alert, |v| {
@@ -450,9 +450,7 @@ async fn board_shows_a_stage_crossing_live_in_headless_chromium() {
             "the board names the team that acknowledged: {acked}"
         );
         // Clicking the station opens its hydrograph, with its stage lines and rain bars.
-        browser.eval(&format!(
-            "document.querySelector('tr[data-station=\"{MAIN}\"]').click()"
-        ));
+        browser.eval("document.querySelector('tr[data-station=\"62304000\"]').click()");
         let chart = browser.wait_for(
             "the hydrograph with level, stage lines and rain",
             "(() => { const c = document.querySelector('#chart .uplot');

@@ -313,7 +313,7 @@
       var ack = a.acknowledged_by
         ? el("div", { class: "ack yes", text: "✔ " + t("acked_by") + teamName(a.acknowledged_by) + " " + timeText(a.acknowledged_at) })
         : el("div", { class: "ack no", text: "✖ " + t("not_acked") });
-      var li = el("li", { class: "sev-" + alertColour(a), "data-alert": a.alert_id, "data-rule": a.rule, "data-acknowledged": a.acknowledged_by ? "yes" : "no" }, [
+      var li = el("li", { class: "sev-" + alertColour(a), "data-alert": a.alert_id, "data-rule": a.rule, "data-station": a.station, "data-acknowledged": a.acknowledged_by ? "yes" : "no" }, [
         el("div", { class: "what", text: what }),
         el("div", { class: "meta", text: (STATE_NAMES[lang][a.state] || a.state) + " · " + t("value") + " " + fmt(a.value, 2) +
           " / " + t("threshold") + " " + fmt(a.threshold, 2) + " · " + t("since") + " " + timeText(a.opened_at) }),
