@@ -31,9 +31,13 @@ pub struct StationView {
     pub river: Option<String>,
     pub basin: Option<String>,
     pub team: Option<String>,
+    /// The team's display name, for the board.
+    pub team_name: Option<String>,
     pub stages: Vec<StageView>,
     pub drought: Vec<StageView>,
     pub rain_thresholds: Vec<RainView>,
+    /// Rise rate that alerts (rule `rise_rate`), when configured.
+    pub rise_rate_m_per_h: Option<f64>,
     pub maintenance: bool,
     pub status: Option<StationStatus>,
     pub open_alerts: Vec<Alert>,
@@ -74,6 +78,11 @@ fn view(state: &AppState, s: &Station, open: &[Alert]) -> StationView {
         river: s.river.clone(),
         basin: s.basin.clone(),
         team: s.team.clone(),
+        team_name: s
+            .team
+            .as_ref()
+            .and_then(|t| state.settings.teams.iter().find(|team| &team.id == t))
+            .map(|team| team.name.clone()),
         stages: stage_views(&s.stages.stages),
         drought: stage_views(&s.drought.stages),
         rain_thresholds: s
@@ -84,6 +93,7 @@ fn view(state: &AppState, s: &Station, open: &[Alert]) -> StationView {
                 threshold_mm: w.threshold_mm,
             })
             .collect(),
+        rise_rate_m_per_h: s.rise_rate_m_per_h,
         maintenance: s.maintenance,
         status,
         open_alerts: open.iter().filter(|a| a.station == s.id).cloned().collect(),
@@ -303,6 +313,11 @@ pub async fn alerts(
             )))
         }
     };
+    if let Some(station) = &q.station {
+        if state.settings.station(station).is_none() {
+            return Err(ApiError::not_found(format!("no station `{station}`")));
+        }
+    }
     let reader = state.reader.clone();
     let station = q.station.clone();
     let views =
@@ -417,7 +432,8 @@ pub async fn acknowledge(
 
 #[derive(Deserialize)]
 pub struct LimitQuery {
-    pub limit: Option<usize>,
+    /// Kept as text so that a bad number gets this API's JSON 400, not axum's plain one.
+    pub limit: Option<String>,
 }
 
 /// `GET /api/v1/dead_letters?limit=`: the most recent rejected messages with their reasons.
@@ -425,7 +441,15 @@ pub async fn dead_letters(
     State(state): State<AppState>,
     Query(q): Query<LimitQuery>,
 ) -> Result<Json<Vec<journal::DeadLetter>>, ApiError> {
-    let limit = q.limit.unwrap_or(100).min(10_000);
+    let limit = match q.limit.as_deref() {
+        None => 100,
+        Some(text) => text
+            .parse::<usize>()
+            .map_err(|_| {
+                ApiError::bad_request(format!("`limit` must be a whole number, not `{text}`"))
+            })?
+            .min(10_000),
+    };
     let reader = state.reader.clone();
     tokio::task::spawn_blocking(move || {
         let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
