@@ -84,6 +84,12 @@ fn main() {
         tool_version("mosquitto", &["-h"]),
         tool_version("influxd", &["version"]),
     );
+    println!(
+        "load average at start: {} (other work on the machine skews every figure)",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
     println!("broker: max_inflight_messages 1000, max_queued_messages 1000000, persistence off; clients: QoS 1, inflight 100, clean session off");
     println!();
 
