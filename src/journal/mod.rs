@@ -228,6 +228,18 @@ pub fn latest_level(
 /// what the rules need to rebuild their windows at start (observation time, so a replayed
 /// flood from years ago rebuilds too).
 pub fn recent_per_station(conn: &Connection, span_ms: i64) -> Result<Vec<Reading>, JournalError> {
+    let mut out = Vec::new();
+    for_each_recent(conn, span_ms, |r| out.push(r))?;
+    Ok(out)
+}
+
+/// [`recent_per_station`] without collecting: hands each reading to `f` as it is read, so a
+/// start with millions of readings to rebuild does not hold them all in memory at once.
+pub fn for_each_recent(
+    conn: &Connection,
+    span_ms: i64,
+    mut f: impl FnMut(Reading),
+) -> Result<(), JournalError> {
     let mut stmt = conn.prepare(&format!(
         "SELECT {READING_COLUMNS} FROM readings r
          JOIN (SELECT station AS s, max(time_ms) AS latest FROM readings GROUP BY station) m
@@ -235,8 +247,11 @@ pub fn recent_per_station(conn: &Connection, span_ms: i64) -> Result<Vec<Reading
          WHERE r.time_ms >= m.latest - ?1
          ORDER BY r.station, r.time_ms"
     ))?;
-    let rows = stmt.query_map(params![span_ms], |row| reading_from_row(row, 0))?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    let mut rows = stmt.query(params![span_ms])?;
+    while let Some(row) = rows.next()? {
+        f(reading_from_row(row, 0)?);
+    }
+    Ok(())
 }
 
 /// The position a consumer has reached.

@@ -142,9 +142,9 @@ impl Writer {
             .unwrap_or(Duration::ZERO)
             .max(Duration::from_secs(3600))
             + Duration::from_secs(3600);
-        for reading in super::recent_per_station(&conn, span.as_millis() as i64)? {
-            engine.warm(&reading);
-        }
+        super::for_each_recent(&conn, span.as_millis() as i64, |reading| {
+            engine.warm(&reading)
+        })?;
         for alert in super::open_alerts(&conn)? {
             engine.restore_alert(alert);
         }

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::alerts::AlertEvent;
-use crate::config::Settings;
+use crate::config::{Settings, Station};
 use crate::model::{Quality, Reading};
 
 /// Escapes a tag key, tag value or field key: commas, equals signs and spaces take a
@@ -49,7 +49,12 @@ fn tag(key: &str, value: &str, out: &mut String) {
 /// Appends the lines for one reading (timestamps in milliseconds): `water_level` when it has a
 /// level, `rainfall` when it has a rain amount, `station_health` for the battery.
 pub fn encode_reading(r: &Reading, settings: &Settings, out: &mut String) {
-    let station = settings.station(&r.station);
+    encode_reading_of(r, settings.station(&r.station), out);
+}
+
+/// [`encode_reading`] with the station already looked up (`Settings::station` is a linear
+/// scan: the forwarder looks stations up in its own index instead, once per reading).
+pub fn encode_reading_of(r: &Reading, station: Option<&Station>, out: &mut String) {
     if let Some(level) = r.level_m {
         out.push_str("water_level");
         tag("station", &r.station, out);

@@ -6,6 +6,7 @@
 
 pub mod line_protocol;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -143,6 +144,8 @@ pub struct Forwarder {
     conn: Connection,
     writer: InfluxWriter,
     wake: Arc<Notify>,
+    /// Station id → index into `settings.stations`, for the per-reading tag lookup.
+    stations: HashMap<String, usize>,
 }
 
 impl Forwarder {
@@ -156,6 +159,7 @@ impl Forwarder {
         let conn = journal::open(&settings.journal.path)?;
         let writer = InfluxWriter::new(&influx, http);
         Ok(Forwarder {
+            stations: settings.station_index(),
             settings,
             influx,
             conn,
@@ -205,7 +209,11 @@ impl Forwarder {
             }
             let mut body = String::with_capacity(batch.len() * 80);
             for stored in &batch {
-                line_protocol::encode_reading(&stored.reading, &self.settings, &mut body);
+                let station = self
+                    .stations
+                    .get(&stored.reading.station)
+                    .map(|&i| &self.settings.stations[i]);
+                line_protocol::encode_reading_of(&stored.reading, station, &mut body);
             }
             // Reminders and escalation pages change no alert: they are not alert_event points.
             for (_, event) in events.iter().filter(|(_, e)| e.page.is_none()) {
