@@ -480,7 +480,9 @@ mod tests {
         r.level_m = level;
         r.rain_mm = rain;
         let tx = conn.unchecked_transaction().unwrap();
-        writer::insert_reading(&tx, &r, seq, received).unwrap();
+        let mut stmt = tx.prepare_cached(writer::INSERT_READING).unwrap();
+        writer::insert_reading(&mut stmt, &r, seq, received).unwrap();
+        drop(stmt);
         tx.commit().unwrap();
     }
 

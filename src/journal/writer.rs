@@ -198,6 +198,7 @@ impl Writer {
         let now = now_millis();
         let mut fx = Effects::default();
         let tx = self.conn.transaction()?;
+        let mut insert = tx.prepare_cached(INSERT_READING)?;
         for command in group {
             match command {
                 Command::Message(inbound) => {
@@ -205,7 +206,12 @@ impl Writer {
                         Decoded::Readings(readings) => {
                             for mut reading in readings {
                                 self.engine.prepare(&mut reading);
-                                insert_reading(&tx, &reading, self.next_seq, inbound.received_at)?;
+                                insert_reading(
+                                    &mut insert,
+                                    &reading,
+                                    self.next_seq,
+                                    inbound.received_at,
+                                )?;
                                 self.next_seq += 1;
                                 fx.readings += 1;
                                 let events = self.engine.evaluate(&reading, now);
@@ -318,6 +324,7 @@ impl Writer {
                 self.snapshots.insert(station.clone(), v);
             }
         }
+        drop(insert);
         tx.commit()?;
         self.announce(fx);
         Ok(())
@@ -367,29 +374,30 @@ impl Writer {
     }
 }
 
+/// Same station and time: merge elements (a station may send level and rain separately) and
+/// take a new seq so the merged row is forwarded again.
+pub(crate) const INSERT_READING: &str =
+    "INSERT INTO readings (station, time_ms, seq, level_m, rain_mm, rain_period_s, rain_total_mm,
+                           flow_m3s, battery_v, quality, received_ms)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+     ON CONFLICT (station, time_ms) DO UPDATE SET
+       seq = excluded.seq,
+       level_m = coalesce(excluded.level_m, level_m),
+       rain_mm = coalesce(excluded.rain_mm, rain_mm),
+       rain_period_s = coalesce(excluded.rain_period_s, rain_period_s),
+       rain_total_mm = coalesce(excluded.rain_total_mm, rain_total_mm),
+       flow_m3s = coalesce(excluded.flow_m3s, flow_m3s),
+       battery_v = coalesce(excluded.battery_v, battery_v),
+       quality = CASE WHEN excluded.level_m IS NOT NULL THEN excluded.quality ELSE quality END,
+       received_ms = excluded.received_ms";
+
+/// Stores one reading with the statement prepared once per commit group.
 pub(crate) fn insert_reading(
-    tx: &Connection,
+    stmt: &mut rusqlite::CachedStatement<'_>,
     r: &Reading,
     seq: i64,
     received: Millis,
 ) -> Result<(), JournalError> {
-    // Same station and time: merge elements (a station may send level and rain separately)
-    // and take a new seq so the merged row is forwarded again.
-    let mut stmt = tx.prepare_cached(
-        "INSERT INTO readings (station, time_ms, seq, level_m, rain_mm, rain_period_s, rain_total_mm,
-                               flow_m3s, battery_v, quality, received_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-         ON CONFLICT (station, time_ms) DO UPDATE SET
-           seq = excluded.seq,
-           level_m = coalesce(excluded.level_m, level_m),
-           rain_mm = coalesce(excluded.rain_mm, rain_mm),
-           rain_period_s = coalesce(excluded.rain_period_s, rain_period_s),
-           rain_total_mm = coalesce(excluded.rain_total_mm, rain_total_mm),
-           flow_m3s = coalesce(excluded.flow_m3s, flow_m3s),
-           battery_v = coalesce(excluded.battery_v, battery_v),
-           quality = CASE WHEN excluded.level_m IS NOT NULL THEN excluded.quality ELSE quality END,
-           received_ms = excluded.received_ms",
-    )?;
     stmt.execute(params![
         r.station,
         r.time,

@@ -69,9 +69,11 @@ impl Dispatcher {
 
     /// Runs until the task is cancelled: one worker per destination with pending rows.
     pub async fn run(self: Arc<Self>) {
+        // One long-lived worker per destination, woken through a watch channel: a worker that
+        // found nothing to do sees every later wake-up, even one rung while it was querying.
+        let (bell, _) = tokio::sync::watch::channel(0_u64);
         let mut workers: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
         loop {
-            workers.retain(|_, h| !h.is_finished());
             match self.destinations_with_work().await {
                 Ok(dests) => {
                     for dest in dests {
@@ -79,7 +81,8 @@ impl Dispatcher {
                         {
                             let me = self.clone();
                             let d = slot.key().clone();
-                            slot.insert(tokio::spawn(async move { me.drain(d).await }));
+                            let rx = bell.subscribe();
+                            slot.insert(tokio::spawn(async move { me.drain(d, rx).await }));
                         }
                     }
                 }
@@ -89,6 +92,7 @@ impl Dispatcher {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
+            bell.send_modify(|n| *n += 1);
         }
     }
 
@@ -147,12 +151,18 @@ impl Dispatcher {
         .await
     }
 
-    /// Delivers one destination's rows in order until none is left.
-    async fn drain(self: Arc<Self>, dest: String) {
+    /// Delivers one destination's rows in order, forever.
+    async fn drain(self: Arc<Self>, dest: String, mut bell: tokio::sync::watch::Receiver<u64>) {
         loop {
+            bell.mark_unchanged();
             let pending = match self.head(dest.clone()).await {
                 Ok(Some(p)) => p,
-                Ok(None) => return,
+                Ok(None) => {
+                    // Nothing pending: sleep until the writer commits more (or a minute, in
+                    // case the dispatcher loop is gone).
+                    let _ = tokio::time::timeout(Duration::from_secs(60), bell.changed()).await;
+                    continue;
+                }
                 Err(e) => {
                     tracing::error!(error = %e, destination = %dest, "outbox: cannot read");
                     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -39,7 +39,13 @@ impl LevelHistory {
         self.levels.insert(time, level_m);
         if let Some(latest) = self.levels.keys().next_back().copied() {
             let cutoff = latest.saturating_sub(KEEP);
-            self.levels = self.levels.split_off(&cutoff);
+            while self
+                .levels
+                .first_key_value()
+                .is_some_and(|(t, _)| *t < cutoff)
+            {
+                self.levels.pop_first();
+            }
         }
     }
 
