@@ -93,9 +93,8 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
         speed.is_finite() && speed >= 0.0,
         "--speed must be 0 or more"
     );
-    let mut publisher = Publisher::connect(&args.broker).await?;
-    let mut pacer = Pacer::new(speed);
     let batch = args.batch as usize;
+    let mut pacer = Pacer::new(speed);
     if let Some(path) = &args.replay {
         let spec = replay::ReplaySpec {
             path: path.clone(),
@@ -112,8 +111,10 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
         let mut readings = replay::read(&spec)?;
         // Stations report in time order; a file sorted otherwise is replayed as they would.
         readings.sort_by_key(|r| r.time);
+        let mut publisher = Publisher::connect(&args.broker).await?;
         tracing::info!(file = %path.display(), readings = readings.len(), speed, "replaying");
         publish_paced(&mut publisher, &mut pacer, readings, batch).await?;
+        finish(publisher).await
     } else {
         let run_ms = scenario::DURATION.as_millis() as i64;
         let mut start = match &args.start {
@@ -121,6 +122,7 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("--start: {e}"))?,
             None => align(now_millis() - run_ms),
         };
+        let mut publisher = Publisher::connect(&args.broker).await?;
         let mut run = 0u64;
         while args.loops == 0 || run < args.loops {
             let readings = scenario::Scenario {
@@ -133,7 +135,11 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
             start += run_ms;
             run += 1;
         }
+        finish(publisher).await
     }
+}
+
+async fn finish(publisher: Publisher) -> anyhow::Result<()> {
     let sent = publisher.finish().await?;
     tracing::info!(messages = sent, "done: every message acknowledged");
     Ok(())

@@ -8,7 +8,9 @@ use tokio::sync::watch;
 
 use crate::model::{format_time, Reading};
 
-/// How long a broker may stay unreachable before the simulator gives up.
+/// How long the first connection may take before the simulator gives up.
+const FIRST_CONNECT: Duration = Duration::from_secs(5);
+/// How long a broker may stay away mid-run before the simulator gives up.
 const GIVE_UP_AFTER: Duration = Duration::from_secs(30);
 
 /// Errors publishing.
@@ -68,10 +70,14 @@ impl Publisher {
         let (tx, mut progress) = watch::channel(Progress::default());
         let task = tokio::spawn(async move {
             let mut failing_since: Option<tokio::time::Instant> = None;
+            let mut ever_connected = false;
             loop {
                 match eventloop.poll().await {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        failing_since = None;
+                        if failing_since.take().is_some() && ever_connected {
+                            tracing::info!("reconnected to the broker");
+                        }
+                        ever_connected = true;
                         tx.send_modify(|p| p.connected = true);
                     }
                     Ok(Event::Incoming(Packet::PubAck(_))) => tx.send_modify(|p| p.acked += 1),
@@ -80,13 +86,21 @@ impl Publisher {
                     Err(e) => {
                         // rumqttc keeps unacknowledged publishes and sends them again after
                         // reconnecting; only a broker that stays away ends the run.
+                        let first = failing_since.is_none();
                         let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
-                        if since.elapsed() >= GIVE_UP_AFTER {
+                        let limit = if ever_connected {
+                            GIVE_UP_AFTER
+                        } else {
+                            FIRST_CONNECT
+                        };
+                        if since.elapsed() >= limit {
                             tx.send_modify(|p| p.failed = Some(e.to_string()));
                             return;
                         }
-                        tracing::warn!(error = %e, "MQTT connection failed; retrying");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        if first && ever_connected {
+                            tracing::warn!(error = %e, "lost the broker; reconnecting");
+                        }
+                        tokio::time::sleep(Duration::from_millis(250)).await;
                     }
                 }
             }

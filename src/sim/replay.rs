@@ -38,8 +38,8 @@ pub struct ReplaySpec {
 /// Errors reading a replay file.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
-    #[error("{path}: {source}")]
-    Csv { path: String, source: csv::Error },
+    #[error("{path}: {error}")]
+    Csv { path: String, error: csv::Error },
     #[error("{path}: no column `{column}` (columns: {available})")]
     NoColumn {
         path: String,
@@ -58,9 +58,9 @@ pub enum ReplayError {
 /// record) is skipped; anything else that does not parse is an error naming the line.
 pub fn read(spec: &ReplaySpec) -> Result<Vec<Reading>, ReplayError> {
     let path = spec.path.display().to_string();
-    let csv_err = |source| ReplayError::Csv {
+    let csv_err = |error| ReplayError::Csv {
         path: path.clone(),
-        source,
+        error,
     };
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
