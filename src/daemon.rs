@@ -6,6 +6,9 @@
 //!              ▲   (decode)     (rules, alerts) ├─► notify::dispatch ──► teams
 //!              └──── acks after commit ◄────────┴─► api (status, SSE, board)
 //! ```
+//!
+//! The broker is outside (Mosquitto, EMQX...) or, with `[broker] embedded`, rumqttd in this
+//! process ([`crate::broker`]), started before the MQTT source connects to it.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -43,6 +46,15 @@ pub fn metrics_handle() -> Option<metrics_exporter_prometheus::PrometheusHandle>
 
 /// Runs the daemon until `shutdown` resolves (Ok) or a component fails for good (Err).
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    run_with_routes(settings, shutdown, axum::Router::new()).await
+}
+
+/// [`run`] with extra HTTP routes merged into the API (the demo's webhook deliveries).
+pub async fn run_with_routes(
+    settings: Settings,
+    shutdown: impl Future<Output = ()>,
+    extra_routes: axum::Router,
+) -> anyhow::Result<()> {
     let settings = Arc::new(settings);
     let metrics = metrics_handle();
     let http = reqwest::Client::builder()
@@ -72,6 +84,12 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
     let mut writer_task = tokio::task::spawn_blocking(move || writer.run(command_rx));
     tracing::info!(path = %settings.journal.path.display(), "journal open");
 
+    if settings.broker.embedded {
+        // Before the MQTT source, so its first connection attempt finds the broker.
+        crate::broker::start(&settings.broker.listen, settings.limits.max_payload_bytes)
+            .await
+            .context("starting the embedded MQTT broker")?;
+    }
     let (client, eventloop) = mqtt::client(&settings)?;
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(mqtt::run(
@@ -152,7 +170,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
         .with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(url = %format!("http://{addr}/"), "status board and API listening");
     tasks.spawn(async move {
-        if let Err(e) = axum::serve(listener, api::router(state)).await {
+        if let Err(e) = axum::serve(listener, api::router(state).merge(extra_routes)).await {
             tracing::error!(error = %e, "HTTP server stopped");
         }
     });

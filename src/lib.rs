@@ -21,6 +21,7 @@
 
 pub mod alerts;
 pub mod api;
+pub mod broker;
 pub mod config;
 pub mod daemon;
 pub mod ingest;

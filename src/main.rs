@@ -21,6 +21,8 @@ struct Cli {
     command: Commands,
 }
 
+// Parsed once at start-up: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Commands {
     /// Run the daemon. Several -c files layer in order over the built-in defaults, then
@@ -41,8 +43,13 @@ enum Commands {
 }
 
 fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=warn,rumqttc=warn"));
+    // rumqttd (the embedded broker) logs every client disconnect, clean or not, as an error
+    // from `rumqttd::server::broker`; that module is silenced unless RUST_LOG asks for it.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(
+            "info,rumqttd=warn,rumqttd::server::broker=off,rumqttc=warn",
+        )
+    });
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     if json {
         builder.json().init();
