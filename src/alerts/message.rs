@@ -110,9 +110,13 @@ pub struct Context<'a> {
     pub pending: Duration,
 }
 
-/// The sentence for `event` at `station`.
+/// The sentence for `event` at `station`, in the station's language.
 pub fn describe(station: &Station, event: &AlertEvent, cx: &Context) -> String {
-    let lang = language(station);
+    describe_in(station, event, cx, language(station))
+}
+
+/// The sentence for `event` at `station`, in `lang`.
+pub fn describe_in(station: &Station, event: &AlertEvent, cx: &Context, lang: Language) -> String {
     let zh = lang == Language::Chinese;
     let name = &station.name;
     let v = event.value;
@@ -344,6 +348,22 @@ mod tests {
             acknowledged_at: None,
         };
         AlertEvent::new(&alert, state, 0, 0, Duration::from_secs(600))
+    }
+
+    #[test]
+    fn an_event_carries_its_sentence_in_both_languages() {
+        let s = station("横排头", &[("guard", 57.5), ("warning", 59.0)]);
+        let mut e = event("stage", AlertState::Firing, "warning", 59.12, 59.0);
+        e.set_messages(&s, &Context::default());
+        assert_eq!(e.message, e.messages.zh, "a Chinese ladder speaks Chinese by default");
+        assert!(e.messages.zh.contains("警戒水位"), "{}", e.messages.zh);
+        assert!(!e.messages.en.chars().any(is_cjk_stage_word), "{}", e.messages.en);
+        assert_eq!(e.message_in(Language::English), e.messages.en);
+    }
+
+    /// A CJK character other than in the station's own name.
+    fn is_cjk_stage_word(c: char) -> bool {
+        is_cjk(c) && !"横排头".contains(c)
     }
 
     #[test]

@@ -111,7 +111,11 @@ pub struct AlertEvent {
     pub created_at: Millis,
     /// `created_at - observed_at` exceeded `rules.late_after`.
     pub late: bool,
+    /// The sentence in the station's own language (Chinese stages: Chinese; NWS: English).
     pub message: String,
+    /// The same sentence in each language, for channels whose team reads the other one.
+    #[serde(default)]
+    pub messages: Messages,
     /// Level change over the last hour, when known.
     pub trend_m_per_h: Option<f64>,
     /// Next higher flood stage (name, level), when rising toward one.
@@ -147,7 +151,40 @@ pub enum PageReason {
     Escalation,
 }
 
+/// An event's sentence in Chinese and in English.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Messages {
+    pub zh: String,
+    pub en: String,
+}
+
 impl AlertEvent {
+    /// The sentence in `language`, falling back to the station's own.
+    pub fn message_in(&self, language: crate::config::Language) -> &str {
+        let text = match language {
+            crate::config::Language::Chinese => &self.messages.zh,
+            crate::config::Language::English => &self.messages.en,
+        };
+        if text.is_empty() {
+            &self.message
+        } else {
+            text
+        }
+    }
+
+    /// Writes `message` (the station's language) and both translations.
+    pub fn set_messages(&mut self, station: &crate::config::Station, cx: &message::Context) {
+        use crate::config::Language;
+        self.messages = Messages {
+            zh: message::describe_in(station, self, cx, Language::Chinese),
+            en: message::describe_in(station, self, cx, Language::English),
+        };
+        self.message = match message::language(station) {
+            Language::Chinese => self.messages.zh.clone(),
+            Language::English => self.messages.en.clone(),
+        };
+    }
+
     /// The event for `alert` entering `state`; the message and outlook are filled in by the
     /// caller, which knows the station.
     pub fn new(
@@ -171,6 +208,7 @@ impl AlertEvent {
             created_at: now,
             late: now.saturating_sub(observed_at) > millis(late_after),
             message: String::new(),
+            messages: Messages::default(),
             trend_m_per_h: None,
             next_stage: None,
             time_to_next_stage_s: None,

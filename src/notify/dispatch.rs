@@ -265,7 +265,12 @@ impl Dispatcher {
                 "notification destination no longer configured; dropping it");
             return Ok(());
         };
-        let payload = EventPayload::new(&self.settings, event, Some(&team.id));
+        let mut payload = EventPayload::new(&self.settings, event, Some(&team.id));
+        if !matches!(channel.kind, ChannelKind::Webhook | ChannelKind::Mqtt) {
+            // People read chat and SMS: in their team's language. Machines get the contract's
+            // message, in the station's language.
+            payload.message = event.message_in(channel.language).to_string();
+        }
         if channel.kind == ChannelKind::Mqtt {
             let Some(client) = &self.mqtt else {
                 return Err("no MQTT connection for the mqtt channel".into());

@@ -413,7 +413,10 @@ impl Engine {
             self.settings.late_after,
         );
         event.message = match self.stations.get(&alert.station) {
-            Some(st) => message::describe(&st.station, &event, &message::Context::default()),
+            Some(st) => {
+                event.set_messages(&st.station, &message::Context::default());
+                event.message.clone()
+            }
             None => format!(
                 "{} {} alert acknowledged by {team}",
                 alert.station, alert.rule
@@ -562,6 +565,6 @@ fn emit(
         left: tr.left.as_ref(),
         pending: settings.pending,
     };
-    event.message = message::describe(station, &event, &cx);
+    event.set_messages(station, &cx);
     event
 }
