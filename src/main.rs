@@ -44,10 +44,11 @@ enum Commands {
 
 fn init_logging(json: bool) {
     // rumqttd (the embedded broker) logs every client disconnect, clean or not, as an error
-    // from `rumqttd::server::broker`; that module is silenced unless RUST_LOG asks for it.
+    // from `rumqttd::server::broker`, and a routing error for a connection that already left
+    // from `rumqttd::router::routing`; both are silenced unless RUST_LOG asks for them.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(
-            "info,rumqttd=warn,rumqttd::server::broker=off,rumqttc=warn",
+            "info,rumqttd=warn,rumqttd::server::broker=off,rumqttd::router::routing=off,rumqttc=warn",
         )
     });
     let builder = tracing_subscriber::fmt().with_env_filter(filter);

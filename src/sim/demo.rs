@@ -157,7 +157,7 @@ async fn simulate(broker: String, board: String, speed: f64, seed: u64) -> anyho
     loop {
         tracing::info!(
             run = run + 1,
-            "simulated flood: rain on the headwaters, a wave travelling down the Qingshui"
+            "simulated flood: rain on the headwaters, a wave travelling down the 淠河 (Pi River)"
         );
         let readings = scenario::Scenario {
             start,
@@ -217,9 +217,9 @@ late_after = "400d"
 
 [[teams]]
 id = "demo-patrol"
-name = "Qingshui dike patrol (demo)"
+name = "淠河巡堤队（演示）"
 token = "demo"
-language = "en"
+language = "zh"
   [[teams.channels]]
   kind = "webhook"
   url = "http://{hook}/hook"

@@ -38,14 +38,14 @@ pub struct RiverGauge {
 }
 
 /// The rain gauge.
-pub const RAIN_GAUGE: (&str, &str) = ("qingshui-rain", "Qingshui headwaters rain gauge");
+pub const RAIN_GAUGE: (&str, &str) = ("62304800", "大店岗雨量站");
 
 /// The river, upstream to downstream. The wave crosses warning at the upper two gauges and
 /// guard only at the lowest, where the floodplain has flattened it.
 pub const RIVER: [RiverGauge; 3] = [
     RiverGauge {
-        id: "qingshui-upper",
-        name: "Qingshui Upper Ford",
+        id: "62303500",
+        name: "响洪甸",
         base_m: 100.0,
         guard_m: 101.5,
         warning_m: 102.5,
@@ -54,8 +54,8 @@ pub const RIVER: [RiverGauge; 3] = [
         crest_h: 4.0,
     },
     RiverGauge {
-        id: "qingshui-mill",
-        name: "Qingshui Mill Town",
+        id: "62304000",
+        name: "横排头",
         base_m: 50.0,
         guard_m: 51.5,
         warning_m: 52.5,
@@ -64,8 +64,8 @@ pub const RIVER: [RiverGauge; 3] = [
         crest_h: 5.5,
     },
     RiverGauge {
-        id: "qingshui-delta",
-        name: "Qingshui Delta Bridge",
+        id: "62304500",
+        name: "六安",
         base_m: 20.0,
         guard_m: 21.2,
         warning_m: 22.0,
@@ -76,9 +76,9 @@ pub const RIVER: [RiverGauge; 3] = [
 ];
 
 /// The gauge that goes silent, and when (hours after the start of the run).
-pub const OFFLINE: (&str, f64, f64) = ("qingshui-mill", 8.0, 10.0);
+pub const OFFLINE: (&str, f64, f64) = ("62304000", 8.0, 10.0);
 /// The gauge that reports a spike, when, and how far above the river.
-pub const SPIKE: (&str, f64, f64) = ("qingshui-delta", 2.0, 4.5);
+pub const SPIKE: (&str, f64, f64) = ("62304500", 2.0, 4.5);
 /// The storm: start and end hours, and the peak rain rate in mm per hour.
 const STORM: (f64, f64, f64) = (0.5, 3.5, 48.0);
 
@@ -159,14 +159,14 @@ fn round3(x: f64) -> f64 {
 pub fn demo_stations_toml(team: &str, offline_after: &str) -> String {
     let mut toml = String::new();
     toml.push_str(&format!(
-        "[[stations]]\nid = \"{}\"\nname = \"{}\"\nriver = \"Qingshui\"\nteam = \"{team}\"\n\
+        "[[stations]]\nid = \"{}\"\nname = \"{}\"\nriver = \"淠河\"\nteam = \"{team}\"\n\
          interval = \"5m\"\noffline_after = \"{offline_after}\"\n\
          rain = {{ \"1h\" = 30.0, \"3h\" = 50.0 }}\n\n",
         RAIN_GAUGE.0, RAIN_GAUGE.1
     ));
     for g in &RIVER {
         toml.push_str(&format!(
-            "[[stations]]\nid = \"{id}\"\nname = \"{name}\"\nriver = \"Qingshui\"\nteam = \"{team}\"\n\
+            "[[stations]]\nid = \"{id}\"\nname = \"{name}\"\nriver = \"淠河\"\nteam = \"{team}\"\n\
              interval = \"5m\"\noffline_after = \"{offline_after}\"\n\
              stages = {{ guard = {g:.2}, warning = {w:.2}, guaranteed = {q:.2} }}\n\
              rise_rate_m_per_h = 0.8\nmax_step_m = 1.0\nlevel_range = [{lo:.1}, {hi:.1}]\n\n",

@@ -25,7 +25,7 @@
       to: "距", about: "约", unauthorized: "需要读取令牌：请用 /?token=… 打开看板",
       load_failed: "加载失败：", stations_over: "超", stations_count: "站", all_normal: "全部正常",
       hydrograph: "水位过程线", no_series: "该时段无数据", pick: "点击站点查看水位过程线",
-      value: "值", threshold: "阈值", team: "责任队伍"
+      value: "值", threshold: "阈值", team: "责任队伍", deliveries: "演示巡堤队收到的通知"
     },
     en: {
       title: "Status board", connecting: "connecting…", live: "live", disconnected: "disconnected",
@@ -139,7 +139,34 @@
         showError(null);
         render();
       })
+      .then(refreshDeliveries)
       .catch(showError);
+  }
+
+  // `hydrowatch demo` runs a patrol team's webhook receiver in-process and lists what it
+  // received; elsewhere the route does not exist and the panel stays hidden.
+  var demoMode = null;
+  var deliveries = [];
+  function refreshDeliveries() {
+    if (demoMode === false) return;
+    return api("/api/v1/demo/deliveries").then(function (list) {
+      demoMode = true;
+      deliveries = list;
+      renderDeliveries();
+    }, function () { demoMode = false; });
+  }
+
+  function renderDeliveries() {
+    var panel = document.getElementById("deliveries-panel");
+    panel.hidden = !demoMode;
+    var ul = document.getElementById("deliveries");
+    ul.textContent = "";
+    deliveries.slice(0, 8).forEach(function (d) {
+      ul.appendChild(el("li", { class: "state-" + d.state }, [
+        el("div", { class: "meta", text: (STATE_NAMES[lang][d.state] || d.state) + " · " + timeText(Date.parse(d.observed_at)) }),
+        el("div", { text: d.message || "" })
+      ]));
+    });
   }
 
   // Many readings arrive together after a backlog flush: refresh once for the lot.
