@@ -62,7 +62,7 @@ pub async fn run_with_routes(
         .build()
         .context("building the HTTP client")?;
 
-    let (commands, command_rx) = mpsc::channel::<Command>(8192);
+    let (commands, command_rx) = mpsc::channel::<Command>(crate::journal::writer::QUEUE);
     let (live, _) = broadcast::channel(8192);
     let forwarder_wake = Arc::new(Notify::new());
     let dispatcher_wake = Arc::new(Notify::new());

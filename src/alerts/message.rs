@@ -355,9 +355,16 @@ mod tests {
         let s = station("横排头", &[("guard", 57.5), ("warning", 59.0)]);
         let mut e = event("stage", AlertState::Firing, "warning", 59.12, 59.0);
         e.set_messages(&s, &Context::default());
-        assert_eq!(e.message, e.messages.zh, "a Chinese ladder speaks Chinese by default");
+        assert_eq!(
+            e.message, e.messages.zh,
+            "a Chinese ladder speaks Chinese by default"
+        );
         assert!(e.messages.zh.contains("警戒水位"), "{}", e.messages.zh);
-        assert!(!e.messages.en.chars().any(is_cjk_stage_word), "{}", e.messages.en);
+        assert!(
+            !e.messages.en.chars().any(is_cjk_stage_word),
+            "{}",
+            e.messages.en
+        );
         assert_eq!(e.message_in(Language::English), e.messages.en);
     }
 

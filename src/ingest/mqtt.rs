@@ -29,6 +29,19 @@ pub struct AckToken {
     pub publish: rumqttc::Publish,
 }
 
+impl AckToken {
+    /// Keeps only what an acknowledgement needs (packet id and QoS): the payload shares the
+    /// network read buffer, and holding it until the commit would pin that whole buffer.
+    pub fn new(connection: u64, mut publish: rumqttc::Publish) -> AckToken {
+        publish.payload = Default::default();
+        publish.topic = String::new();
+        AckToken {
+            connection,
+            publish,
+        }
+    }
+}
+
 /// Connection state that readiness and metrics report.
 #[derive(Default)]
 pub struct SourceStatus {
@@ -188,10 +201,7 @@ fn inbound(
             topic,
             received_at: now,
             decoded,
-            publish: Some(AckToken {
-                connection,
-                publish,
-            }),
+            publish: Some(AckToken::new(connection, publish)),
         });
     }
     let cx = DecodeContext {
@@ -217,10 +227,7 @@ fn inbound(
         topic,
         received_at: now,
         decoded,
-        publish: Some(AckToken {
-            connection,
-            publish,
-        }),
+        publish: Some(AckToken::new(connection, publish)),
     })
 }
 

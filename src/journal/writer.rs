@@ -28,6 +28,11 @@ use crate::rules::{AckError, Engine, StationStatus};
 
 /// Most commands committed in one transaction.
 const MAX_GROUP: usize = 4096;
+/// Most readings committed in one transaction: bounds the memory a group holds.
+const MAX_GROUP_READINGS: usize = 20_000;
+/// Commands waiting for the writer. The bound is the back-pressure: when the journal falls
+/// behind, messages wait at the broker (which keeps them for our session), not in memory.
+pub const QUEUE: usize = 512;
 
 /// Work for the writer.
 pub enum Command {
@@ -45,6 +50,19 @@ pub enum Command {
         /// because the broker has not yet delivered what it queued for us.
         check_offline: bool,
     },
+}
+
+impl Command {
+    /// How many readings the command carries.
+    fn readings(&self) -> usize {
+        match self {
+            Command::Message(Inbound {
+                decoded: Decoded::Readings(r),
+                ..
+            }) => r.len(),
+            _ => 0,
+        }
+    }
 }
 
 /// A message as the source received it.
@@ -180,11 +198,15 @@ impl Writer {
     /// redelivers).
     pub fn run(mut self, mut rx: mpsc::Receiver<Command>) -> Result<(), JournalError> {
         while let Some(first) = rx.blocking_recv() {
+            let mut readings = first.readings();
             let mut group = Vec::with_capacity(64);
             group.push(first);
-            while group.len() < MAX_GROUP {
+            while group.len() < MAX_GROUP && readings < MAX_GROUP_READINGS {
                 match rx.try_recv() {
-                    Ok(c) => group.push(c),
+                    Ok(c) => {
+                        readings += c.readings();
+                        group.push(c);
+                    }
                     Err(_) => break,
                 }
             }
@@ -197,6 +219,8 @@ impl Writer {
     pub fn commit_group(&mut self, group: Vec<Command>) -> Result<(), JournalError> {
         let now = now_millis();
         let mut fx = Effects::default();
+        // Readings are copied for live subscribers (board, SSE) only when there are some.
+        let live_listeners = self.hooks.live.receiver_count() > 0;
         let tx = self.conn.transaction()?;
         let mut insert = tx.prepare_cached(INSERT_READING)?;
         for command in group {
@@ -216,7 +240,9 @@ impl Writer {
                                 fx.readings += 1;
                                 let events = self.engine.evaluate(&reading, now);
                                 fx.touched.insert(reading.station.clone());
-                                fx.live.push(Live::Reading(reading));
+                                if live_listeners {
+                                    fx.live.push(Live::Reading(reading));
+                                }
                                 for event in events {
                                     record_event(
                                         &tx,
