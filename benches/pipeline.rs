@@ -22,6 +22,8 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "../tests/support/receiver.rs"]
+mod receiver;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -30,6 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use common::*;
+use receiver::Receiver;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
 /// Observation times start here (2021-07-01T00:00:00Z): old timestamps, as in a backlog flush.
@@ -186,28 +189,12 @@ fn stations_toml(stations: usize, extra: &str) -> String {
 }
 
 fn daemon_config(mqtt: &Mosquitto, influx: &Influx, db: &str, journal: &str, body: &str) -> String {
-    format!(
-        r#"
-[mqtt]
-url = "{mqtt}"
-client_id = "hw-bench-{{http_port}}"
-
-[influxdb]
-url = "{influx}"
-api = "v1"
-database = "{db}"
-
-[journal]
-path = "{journal}"
-
-[http]
-listen = "127.0.0.1:{{http_port}}"
-
-{body}
-"#,
-        mqtt = mqtt.url(),
-        influx = influx.url(),
-    )
+    HwConfig::new(mqtt)
+        .client_id("hw-bench")
+        .influx_v1(influx, db)
+        .journal(journal)
+        .body(body)
+        .build()
 }
 
 // ---------------------------------------------------------------------------
@@ -573,31 +560,12 @@ fn alert_latency(rt: &tokio::runtime::Runtime, influx: &Influx, samples: usize, 
     let db = "latency";
     influx.create_database(db);
     let mqtt = &Mosquitto::start(false);
-    // The webhook receiver: value (in 1/10000 m) → receipt time.
-    let receipts: Arc<Mutex<HashMap<i64, Instant>>> = Arc::default();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .expect("bind webhook receiver");
-    let hook_port = listener.local_addr().expect("addr").port();
-    let r = receipts.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |body: axum::body::Bytes| {
-            let at = Instant::now();
-            let r = r.clone();
-            async move {
-                if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) {
-                    if let Some(value) = v["value"].as_f64() {
-                        r.lock()
-                            .unwrap()
-                            .insert((value * 10_000.0).round() as i64, at);
-                    }
-                }
-                axum::http::StatusCode::NO_CONTENT
-            }
-        }),
-    );
-    rt.spawn(async move { axum::serve(listener, app).await });
+    // The webhook receiver; `receipts` maps a delivered value (in 1/10000 m) to its receipt.
+    let receiver = rt.block_on(Receiver::start());
+    receiver.set_status(204);
+    let hook_url = receiver.url("/hook");
+    let mut receipts: HashMap<i64, Instant> = HashMap::new();
+    let mut seen = 0;
 
     let body = format!(
         r#"[[teams]]
@@ -605,7 +573,7 @@ id = "bench"
 name = "Bench"
   [[teams.channels]]
   kind = "webhook"
-  url = "http://127.0.0.1:{hook_port}/hook"
+  url = "{hook_url}"
 
 [[stations]]
 id = "a0"
@@ -693,7 +661,17 @@ stages = {{ guard = 10.0, warning = 11.0 }}
         });
         let deadline = t0 + Duration::from_secs(10);
         let got = loop {
-            if let Some(at) = receipts.lock().unwrap().get(&key).copied() {
+            let new = receiver.since(seen);
+            seen += new.len();
+            for d in new.iter().filter(|d| d.path == "/hook") {
+                if let Some(value) = serde_json::from_slice::<serde_json::Value>(&d.body)
+                    .ok()
+                    .and_then(|v| v["value"].as_f64())
+                {
+                    receipts.insert((value * 10_000.0).round() as i64, d.at);
+                }
+            }
+            if let Some(at) = receipts.get(&key).copied() {
                 break Some(at);
             }
             if Instant::now() > deadline {

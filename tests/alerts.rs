@@ -4,6 +4,8 @@
 mod common;
 #[path = "support/receiver.rs"]
 mod receiver;
+#[path = "support/stages.rs"]
+mod stages;
 
 use std::time::Duration;
 
@@ -11,19 +13,9 @@ use common::*;
 use receiver::Receiver;
 
 fn daemon_config(mqtt: &Mosquitto, hook: &str, stations: &str) -> String {
-    format!(
-        r#"
-[mqtt]
-url = "{mqtt}"
-client_id = "hw-{{http_port}}"
-
-[journal]
-path = "{{dir}}/journal.db"
-
-[http]
-listen = "127.0.0.1:{{http_port}}"
-
-[rules]
+    HwConfig::new(mqtt)
+        .body(&format!(
+            r#"[rules]
 time_zone = "UTC"
 clear_margin_m = 0.05
 
@@ -37,9 +29,9 @@ token = "patrol-token"
   secret = "s3cret"
 
 {stations}
-"#,
-        mqtt = mqtt.url()
-    )
+"#
+        ))
+        .build()
 }
 
 /// A stage event as the receiver saw it.
@@ -71,87 +63,38 @@ fn utc(ms: i64) -> String {
         .to_string()
 }
 
-/// The contract's stage semantics, computed independently of hydrowatch: raise to the
-/// highest stage reached; fall back only when more than `margin` below the open stage, to
-/// the highest stage not that far below, or resolve (naming the stage left).
-fn expected_stage_events(
-    readings: &[(i64, f64)],
-    stages: &[(&str, f64)],
-    margin: f64,
-) -> Vec<StageEvent> {
-    let mut out = Vec::new();
-    let mut open: Option<usize> = None;
-    let event = |state: &str, stage: usize, t: i64| StageEvent {
-        state: state.into(),
-        stage: stages[stage].0.into(),
-        observed_at: utc(t),
-    };
-    for &(t, level) in readings {
-        let reached = stages.iter().rposition(|(_, l)| level >= *l);
-        match (open, reached) {
-            (None, Some(r)) => {
-                out.push(event("firing", r, t));
-                open = Some(r);
-            }
-            (Some(o), Some(r)) if r > o => {
-                out.push(event("escalated", r, t));
-                open = Some(r);
-            }
-            (Some(o), _) if level < stages[o].1 - margin => {
-                match stages[..o].iter().rposition(|(_, l)| level >= *l - margin) {
-                    Some(d) => {
-                        out.push(event("deescalated", d, t));
-                        open = Some(d);
-                    }
-                    None => {
-                        out.push(event("resolved", o, t));
-                        open = None;
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    out
-}
-
-/// Plumtree Run near Bel Air, Maryland, August–September 2018: (time ms, level m).
-fn plumtree() -> Vec<(i64, f64)> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/data/plumtree_run_2018-08.csv");
-    let mut reader =
-        csv::Reader::from_path(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut out = Vec::new();
-    for row in reader.records() {
-        let row = row.unwrap();
-        let t: jiff::Timestamp = row[1].parse().unwrap();
-        let feet: f64 = row[2].parse().unwrap();
-        out.push((t.as_millisecond(), feet * 0.3048));
-    }
-    out
+/// The stage events the Plumtree Run record implies (see `support/stages.rs`), as the
+/// receiver should see them from a station in UTC.
+fn expected_plumtree_events(readings: &[(i64, f64)]) -> Vec<StageEvent> {
+    stages::expected_events(readings, &stages::stages_m(), stages::CLEAR_MARGIN_M)
+        .into_iter()
+        .map(|e| StageEvent {
+            state: e.state,
+            stage: e.stage,
+            observed_at: utc(e.observed_at_ms),
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_plumtree_run_flash_flood_produces_exactly_the_stage_events_its_data_imply() {
     let mqtt = Mosquitto::start(false);
     let receiver = Receiver::start().await;
-    // NWS categories for PTRM2 in feet (action 5, minor 6, moderate 7, major 10), in metres.
-    let stages = [
-        ("action", 5.0 * 0.3048),
-        ("minor", 6.0 * 0.3048),
-        ("moderate", 7.0 * 0.3048),
-        ("major", 10.0 * 0.3048),
-    ];
-    let table: Vec<String> = stages.iter().map(|(n, l)| format!("{n} = {l}")).collect();
+    // NWS categories for PTRM2 (action 5, minor 6, moderate 7, major 10 ft), in metres.
+    let table: Vec<String> = stages::stages_m()
+        .iter()
+        .map(|(n, l)| format!("{n} = {l}"))
+        .collect();
     let station = format!(
-        "[[stations]]\nid = \"USGS-01581752\"\nname = \"Plumtree Run near Bel Air\"\nteam = \"patrol\"\nstages = {{ {} }}\n",
+        "[[stations]]\nid = \"{}\"\nname = \"Plumtree Run near Bel Air\"\nteam = \"patrol\"\nstages = {{ {} }}\n",
+        stages::STATION,
         table.join(", ")
     );
     let mut hw = Hydrowatch::start(&daemon_config(&mqtt, &receiver.url("/hook"), &station));
     tokio::task::block_in_place(|| hw.wait_ready(Duration::from_secs(30)));
 
-    let readings = plumtree();
-    let expected = expected_stage_events(&readings, &stages, 0.05);
+    let readings = stages::readings();
+    let expected = expected_plumtree_events(&readings);
     assert!(
         expected.len() >= 2,
         "the data must cross a stage: {expected:?}"
@@ -171,7 +114,7 @@ async fn the_plumtree_run_flash_flood_produces_exactly_the_stage_events_its_data
                 .map(|(t, l)| serde_json::json!({"time": t, "level_m": l}))
                 .collect();
             (
-                "hydro/USGS-01581752/data".to_string(),
+                format!("hydro/{}/data", stages::STATION),
                 serde_json::to_vec(&arr).unwrap(),
             )
         })

@@ -6,7 +6,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{json, Value};
@@ -16,23 +16,14 @@ const EAST_TOKEN: &str = "east-token";
 const WEST_TOKEN: &str = "west-token";
 
 fn config(mqtt: &Mosquitto, read_token: Option<&str>) -> String {
-    let read_token = read_token
-        .map(|t| format!("read_token = \"{t}\""))
-        .unwrap_or_default();
-    format!(
-        r#"
-[mqtt]
-url = "{mqtt}"
-client_id = "hw-api-{{http_port}}"
-
-[journal]
-path = "{{dir}}/journal.db"
-
-[http]
-listen = "127.0.0.1:{{http_port}}"
-{read_token}
-
-[[teams]]
+    let config = HwConfig::new(mqtt).client_id("hw-api");
+    let config = match read_token {
+        Some(t) => config.http(&format!("read_token = \"{t}\"")),
+        None => config,
+    };
+    config
+        .body(&format!(
+            r#"[[teams]]
 id = "east"
 name = "淠河东岸巡堤队"
 token = "{EAST_TOKEN}"
@@ -60,16 +51,9 @@ stages = {{ action = 10.0, minor = 11.0 }}
 id = "quiet"
 name = "Quiet"
 stages = {{ guard = 1.0 }}
-"#,
-        mqtt = mqtt.url()
-    )
-}
-
-fn now_s() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs() as i64
+"#
+        ))
+        .build()
 }
 
 /// A raw HTTP/1.0 exchange: (status, lower-cased head, body).
@@ -104,18 +88,7 @@ fn exchange(
 
 /// GET with the read token; the JSON body and the status.
 fn get(hw: &Hydrowatch, path: &str) -> (u16, Value) {
-    let auth = format!("Bearer {READ_TOKEN}");
-    let (status, body) = http_request(
-        hw.http_port(),
-        "GET",
-        path,
-        b"",
-        &[("Authorization", &auth)],
-    )
-    .unwrap_or_else(|e| panic!("GET {path}: {e}"));
-    let value = serde_json::from_str(&body)
-        .unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {body}"));
-    (status, value)
+    get_json_with_token(hw.http_port(), path, READ_TOKEN)
 }
 
 fn ok(hw: &Hydrowatch, path: &str) -> Value {

@@ -8,7 +8,7 @@ mod common;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use common::*;
@@ -20,20 +20,11 @@ const TEAM_TOKEN: &str = "pihe-east-secret";
 const MAIN: &str = "62304000";
 
 fn config(mqtt: &Mosquitto) -> String {
-    format!(
-        r#"
-[mqtt]
-url = "{mqtt}"
-client_id = "hw-board-{{http_port}}"
-
-[journal]
-path = "{{dir}}/journal.db"
-
-[http]
-listen = "127.0.0.1:{{http_port}}"
-read_token = "{READ_TOKEN}"
-
-[[teams]]
+    HwConfig::new(mqtt)
+        .client_id("hw-board")
+        .http(&format!(r#"read_token = "{READ_TOKEN}""#))
+        .body(&format!(
+            r#"[[teams]]
 id = "pihe-east"
 name = "淠河东岸巡堤队"
 token = "{TEAM_TOKEN}"
@@ -77,16 +68,9 @@ id = "62306000"
 name = "佛子岭"
 river = "东淠河"
 stages = {{ guard = 120.0, warning = 124.0 }}
-"#,
-        mqtt = mqtt.url(),
-    )
-}
-
-fn now_s() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs() as i64
+"#
+        ))
+        .build()
 }
 
 fn msg(station: &str, time_s: i64, level: f64, rain: Option<f64>) -> (String, Vec<u8>) {
@@ -101,17 +85,9 @@ fn msg(station: &str, time_s: i64, level: f64, rain: Option<f64>) -> (String, Ve
 }
 
 fn api(hw: &Hydrowatch, path: &str) -> Value {
-    let auth = format!("Bearer {READ_TOKEN}");
-    let (status, body) = http_request(
-        hw.http_port(),
-        "GET",
-        path,
-        b"",
-        &[("Authorization", &auth)],
-    )
-    .unwrap_or_else(|e| panic!("GET {path}: {e}"));
-    assert_eq!(status, 200, "GET {path}: {body}");
-    serde_json::from_str(&body).expect("JSON")
+    let (status, value) = get_json_with_token(hw.http_port(), path, READ_TOKEN);
+    assert_eq!(status, 200, "GET {path}: {value}");
+    value
 }
 
 fn latest_level(hw: &Hydrowatch, station: &str) -> Option<f64> {

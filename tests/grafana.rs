@@ -5,7 +5,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
@@ -148,44 +148,23 @@ fn dashboard_refers_to_the_contract_measurements_and_fields() {
     assert!(provider.contains("type: file") && provider.contains("path:"));
 }
 
-fn now_s() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs() as i64
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dashboard_query_returns_data_from_what_hydrowatch_wrote() {
     let mqtt = Mosquitto::start(false);
     let influx = Influx::start();
     influx.create_database(DB);
-    let config = format!(
-        r#"
-[mqtt]
-url = "{mqtt}"
-client_id = "hw-grafana-{{http_port}}"
-
-[influxdb]
-url = "{influx}"
-api = "v1"
-database = "{DB}"
-flush_interval = "50ms"
-
-[journal]
-path = "{{dir}}/journal.db"
-
-[http]
-listen = "127.0.0.1:{{http_port}}"
-
-[[stations]]
+    let config = HwConfig::new(&mqtt)
+        .client_id("hw-grafana")
+        .influx_v1(&influx, DB)
+        .influxdb(r#"flush_interval = "50ms""#)
+        .body(
+            r#"[[stations]]
 id = "62304000"
 name = "横排头"
-stages = {{ guard = 57.5, warning = 59.0, guaranteed = 61.0, record = 62.1 }}
+stages = { guard = 57.5, warning = 59.0, guaranteed = 61.0, record = 62.1 }
 "#,
-        mqtt = mqtt.url(),
-        influx = influx.url()
-    );
+        )
+        .build();
     let hw = Hydrowatch::start_ready(&config, Duration::from_secs(30));
     let now = now_s();
     let readings: Vec<Value> = (0..12)

@@ -16,34 +16,21 @@ async fn v2_writes_line_protocol_to_api_v2_write_with_org_bucket_token_and_ms_pr
     let mqtt = Mosquitto::start(false);
     let influx2 = Receiver::start().await;
     influx2.set_status(204); // what /api/v2/write answers on success
-    let config = format!(
-        r#"
-[mqtt]
-url = "{mqtt}"
-client_id = "hw-{{http_port}}"
-
-[influxdb]
-url = "http://127.0.0.1:{port}"
-api = "v2"
-org = "county office"
-bucket = "hydro"
-token = "s3cr3t-token"
-flush_interval = "50ms"
-
-[journal]
-path = "{{dir}}/journal.db"
-
-[http]
-listen = "127.0.0.1:{{http_port}}"
-
-[[stations]]
+    let config = HwConfig::new(&mqtt)
+        .influxdb(&format!(r#"url = "{}""#, influx2.url("")))
+        .influxdb(r#"api = "v2""#)
+        .influxdb(r#"org = "county office""#)
+        .influxdb(r#"bucket = "hydro""#)
+        .influxdb(r#"token = "s3cr3t-token""#)
+        .influxdb(r#"flush_interval = "50ms""#)
+        .body(
+            r#"[[stations]]
 id = "62304000"
 name = "横排头"
 river = "淠河 east"
 "#,
-        mqtt = mqtt.url(),
-        port = influx2.port
-    );
+        )
+        .build();
     let _hw = Hydrowatch::start_ready(&config, Duration::from_secs(30));
     publish_all(
         mqtt.port(),

@@ -3,182 +3,19 @@
 //! Each receiver checks what the platform documents; timers run with second-long settings.
 
 mod common;
+#[path = "support/receiver.rs"]
+mod receiver;
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use common::*;
 use hmac::{Hmac, Mac};
+use receiver::{Receiver, Reply};
 use serde_json::Value;
 use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
-
-// ---------------------------------------------------------------------------
-// An HTTP receiver that records every request and answers from a script
-// ---------------------------------------------------------------------------
-
-/// How the receiver answers one request.
-#[derive(Clone, Copy, Debug)]
-enum Reply {
-    Status(u16),
-    /// Answer nothing for this long (longer than the client's timeout).
-    Hang(Duration),
-}
-
-#[derive(Clone, Debug)]
-struct Request {
-    at: Instant,
-    path: String,
-    query: HashMap<String, String>,
-    headers: HashMap<String, String>,
-    body: Vec<u8>,
-    /// What the receiver answered: 0 when it hung.
-    answered: u16,
-}
-
-impl Request {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("{} body is not JSON ({e}): {:?}", self.path, self.text()))
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-#[derive(Default)]
-struct ReceiverState {
-    log: Mutex<Vec<Request>>,
-    script: Mutex<VecDeque<Reply>>,
-}
-
-struct Receiver {
-    port: u16,
-    state: Arc<ReceiverState>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Receiver {
-    async fn start(script: Vec<Reply>) -> Receiver {
-        let state = Arc::new(ReceiverState {
-            log: Mutex::new(Vec::new()),
-            script: Mutex::new(script.into()),
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind receiver");
-        let port = listener.local_addr().unwrap().port();
-        let app = axum::Router::new()
-            .fallback(receive)
-            .with_state(state.clone());
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.expect("receiver serves");
-        });
-        Receiver { port, state, task }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    /// Requests to paths starting with `prefix`, in arrival order.
-    fn requests(&self, prefix: &str) -> Vec<Request> {
-        self.state
-            .log
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|r| r.path.starts_with(prefix))
-            .cloned()
-            .collect()
-    }
-
-    /// Bodies (JSON) of the requests to `prefix` that were answered 200.
-    fn delivered(&self, prefix: &str) -> Vec<Value> {
-        self.requests(prefix)
-            .iter()
-            .filter(|r| r.answered == 200)
-            .map(Request::json)
-            .collect()
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn receive(
-    State(state): State<Arc<ReceiverState>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    assert_eq!(method, Method::POST, "every channel here POSTs");
-    let reply = state
-        .script
-        .lock()
-        .unwrap()
-        .pop_front()
-        .unwrap_or(Reply::Status(200));
-    let mut request = Request {
-        at: Instant::now(),
-        path: uri.path().to_string(),
-        query: uri
-            .query()
-            .map(|q| {
-                q.split('&')
-                    .filter_map(|kv| kv.split_once('='))
-                    .map(|(k, v)| {
-                        (
-                            k.to_string(),
-                            urlencoding::decode(v).expect("utf-8 query").into_owned(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
-        headers: headers
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_ascii_lowercase(),
-                    v.to_str().unwrap_or("").to_string(),
-                )
-            })
-            .collect(),
-        body: body.to_vec(),
-        answered: 0,
-    };
-    match reply {
-        Reply::Hang(d) => {
-            state.log.lock().unwrap().push(request);
-            tokio::time::sleep(d).await;
-            StatusCode::OK.into_response()
-        }
-        Reply::Status(code) => {
-            request.answered = code;
-            state.log.lock().unwrap().push(request);
-            let status = StatusCode::from_u16(code).unwrap();
-            // What the chat robots answer on success (WeCom/DingTalk errcode, Feishu code).
-            (
-                status,
-                [("content-type", "application/json")],
-                r#"{"errcode":0,"errmsg":"ok","code":0,"msg":"success"}"#,
-            )
-                .into_response()
-        }
-    }
-}
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -210,25 +47,26 @@ fn reading(station: &str, time: &str, level: f64) -> (String, Vec<u8>) {
     )
 }
 
-/// The daemon's common sections; `@MQTT@` is the broker URL.
-const HEAD: &str = r#"
-[mqtt]
-url = "@MQTT@"
-client_id = "hw-{http_port}"
-ack_topic = "hydro/ack"
-
-[journal]
-path = "{dir}/journal.db"
-
-[http]
-listen = "127.0.0.1:{http_port}"
-public_url = "http://board.example/"
-"#;
-
+/// The daemon's configuration with `body`'s teams and stations; `@RX@` in `body` is the
+/// receiver's URL.
 fn config(mqtt: &Mosquitto, body: &str, rx: &Receiver) -> String {
-    (HEAD.to_string() + body)
-        .replace("@MQTT@", &mqtt.url())
-        .replace("@RX@", &rx.url(""))
+    HwConfig::new(mqtt)
+        .mqtt(r#"ack_topic = "hydro/ack""#)
+        .http(r#"public_url = "http://board.example/""#)
+        .body(&body.replace("@RX@", &rx.url("")))
+        .build()
+}
+
+/// Mosquitto, a receiver answering from `script` (then 200), and the daemon paging it.
+async fn start(body: &str, script: Vec<Reply>) -> (Mosquitto, Receiver, Hydrowatch) {
+    let mqtt = Mosquitto::start(false);
+    let rx = Receiver::scripted(script).await;
+    let hw = Hydrowatch::start_ready(&config(&mqtt, body, &rx), Duration::from_secs(30));
+    (mqtt, rx, hw)
+}
+
+async fn publish_reading(mqtt: &Mosquitto, station: &str, time: &str, level: f64) {
+    publish_all(mqtt.port(), vec![reading(station, time, level)]).await;
 }
 
 fn open_alert_id(hw: &Hydrowatch, station: &str) -> Option<String> {
@@ -292,19 +130,13 @@ stages = { guard = 57.5, warning = 59.0, guaranteed = 61.0 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_channel_sends_what_its_platform_documents() {
-    let mqtt = Mosquitto::start(false);
-    let rx = Receiver::start(Vec::new()).await;
-    let hw = Hydrowatch::start_ready(&config(&mqtt, FORMATS, &rx), Duration::from_secs(30));
+    let (mqtt, rx, hw) = start(FORMATS, Vec::new()).await;
     let mut alerts = MqttSubscriber::connect(mqtt.port(), "hydro/alerts/#").await;
     let mut status = MqttSubscriber::connect(mqtt.port(), "hydro/status/#").await;
 
     // The station under maintenance fires first: recorded, but paged to no one. Its outbox
     // rows would be ahead of the other station's in every channel's queue.
-    publish_all(
-        mqtt.port(),
-        vec![reading("maint1", "2021-07-20T08:00:00+08:00", 59.5)],
-    )
-    .await;
+    publish_reading(&mqtt, "maint1", "2021-07-20T08:00:00+08:00", 59.5).await;
     wait_until_async(
         Duration::from_secs(10),
         "the maintenance alert is recorded",
@@ -332,7 +164,13 @@ async fn each_channel_sends_what_its_platform_documents() {
             "a station under maintenance pages no one: {}",
             r.text()
         );
-        assert_eq!(r.headers["content-type"], "application/json", "{}", r.path);
+        assert_eq!(r.method, "POST", "{}", r.path);
+        assert_eq!(
+            r.header("content-type"),
+            Some("application/json"),
+            "{}",
+            r.path
+        );
     }
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -345,9 +183,12 @@ async fn each_channel_sends_what_its_platform_documents() {
         "sha256={}",
         hex::encode(hmac_sha256(b"webhook-secret", &hook.body))
     );
-    assert_eq!(hook.headers["x-hydrowatch-signature"], expected);
+    assert_eq!(
+        hook.header("x-hydrowatch-signature"),
+        Some(expected.as_str())
+    );
     let e = hook.json();
-    assert_eq!(hook.headers["x-hydrowatch-event-id"], e["event_id"]);
+    assert_eq!(hook.header("x-hydrowatch-event-id").unwrap(), e["event_id"]);
     assert_eq!(e["alert_id"], alert_id.as_str());
     assert_eq!(e["state"], "firing");
     assert_eq!(e["station"], "62304000");
@@ -374,7 +215,7 @@ async fn each_channel_sends_what_its_platform_documents() {
 
     // WeCom group robot: {"msgtype":"markdown","markdown":{"content":...}}, key in the URL.
     let wecom = &rx.requests("/cgi-bin/webhook/send")[0];
-    assert_eq!(wecom.query["key"], "WECOM-KEY");
+    assert_eq!(wecom.query_params()["key"], "WECOM-KEY");
     let w = wecom.json();
     assert_eq!(w.as_object().unwrap().len(), 2, "{w}");
     assert_eq!(w["msgtype"], "markdown");
@@ -398,12 +239,13 @@ async fn each_channel_sends_what_its_platform_documents() {
     // DingTalk robot, signed mode: timestamp (ms) and sign = base64(HmacSHA256(secret,
     // "{timestamp}\n{secret}")) in the query; markdown with title and text.
     let ding = &rx.requests("/robot/send")[0];
-    assert_eq!(ding.query["access_token"], "DING-TOKEN");
-    let ts: i64 = ding.query["timestamp"].parse().expect("ms timestamp");
+    let query = ding.query_params();
+    assert_eq!(query["access_token"], "DING-TOKEN");
+    let ts: i64 = query["timestamp"].parse().expect("ms timestamp");
     assert!((now_ms - ts).abs() < 3_600_000, "within DingTalk's hour");
     let secret = "SECdingtalk-secret";
     assert_eq!(
-        ding.query["sign"],
+        query["sign"],
         b64(&hmac_sha256(
             secret.as_bytes(),
             format!("{ts}\n{secret}").as_bytes()
@@ -440,7 +282,7 @@ async fn each_channel_sends_what_its_platform_documents() {
 
     // SMS gateway: the configured body template, JSON-escaped, with the extra header.
     let sms = &rx.requests("/sms/send")[0];
-    assert_eq!(sms.headers["x-api-key"], "sms-key");
+    assert_eq!(sms.header("x-api-key"), Some("sms-key"));
     let s = sms.json();
     assert_eq!(s["to"], "13800000001,13800000002");
     assert_eq!(s["ref"], e["event_id"]);
@@ -517,14 +359,8 @@ stages = { guard = 1.0, warning = 2.0 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unacknowledged_alert_renotifies_and_escalates_until_acknowledged() {
-    let mqtt = Mosquitto::start(false);
-    let rx = Receiver::start(Vec::new()).await;
-    let mut hw = Hydrowatch::start_ready(&config(&mqtt, CHAIN, &rx), Duration::from_secs(30));
-    publish_all(
-        mqtt.port(),
-        vec![reading("s1", "2021-07-20T08:00:00+08:00", 2.5)],
-    )
-    .await;
+    let (mqtt, rx, mut hw) = start(CHAIN, Vec::new()).await;
+    publish_reading(&mqtt, "s1", "2021-07-20T08:00:00+08:00", 2.5).await;
 
     wait_until_async(Duration::from_secs(15), "escalation to county", || {
         !rx.requests("/county").is_empty()
@@ -616,11 +452,7 @@ async fn unacknowledged_alert_renotifies_and_escalates_until_acknowledged() {
     // Nothing more while the alert stays acknowledged: wait three reminder intervals, then
     // resolve; the resolution is the next thing each team hears.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    publish_all(
-        mqtt.port(),
-        vec![reading("s1", "2021-07-20T08:05:00+08:00", 0.5)],
-    )
-    .await;
+    publish_reading(&mqtt, "s1", "2021-07-20T08:05:00+08:00", 0.5).await;
     for team in ["/east", "/county"] {
         wait_until_async(Duration::from_secs(10), "resolved event", || {
             rx.delivered(team).iter().any(|e| e["state"] == "resolved")
@@ -642,14 +474,8 @@ async fn unacknowledged_alert_renotifies_and_escalates_until_acknowledged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn escalation_due_while_the_daemon_was_down_happens_after_restart() {
-    let mqtt = Mosquitto::start(false);
-    let rx = Receiver::start(Vec::new()).await;
-    let mut hw = Hydrowatch::start_ready(&config(&mqtt, CHAIN, &rx), Duration::from_secs(30));
-    publish_all(
-        mqtt.port(),
-        vec![reading("s1", "2021-07-20T08:00:00+08:00", 2.5)],
-    )
-    .await;
+    let (mqtt, rx, mut hw) = start(CHAIN, Vec::new()).await;
+    publish_reading(&mqtt, "s1", "2021-07-20T08:00:00+08:00", 2.5).await;
     wait_until_async(Duration::from_secs(10), "firing", || {
         !rx.requests("/east").is_empty()
     })
@@ -685,14 +511,8 @@ async fn escalation_due_while_the_daemon_was_down_happens_after_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtt_acknowledgement_needs_the_team_token() {
-    let mqtt = Mosquitto::start(false);
-    let rx = Receiver::start(Vec::new()).await;
-    let hw = Hydrowatch::start_ready(&config(&mqtt, CHAIN, &rx), Duration::from_secs(30));
-    publish_all(
-        mqtt.port(),
-        vec![reading("s2", "2021-07-20T08:00:00+08:00", 1.5)],
-    )
-    .await;
+    let (mqtt, rx, hw) = start(CHAIN, Vec::new()).await;
+    publish_reading(&mqtt, "s2", "2021-07-20T08:00:00+08:00", 1.5).await;
     wait_until_async(Duration::from_secs(10), "firing", || {
         !rx.requests("/east").is_empty()
     })
@@ -754,11 +574,9 @@ stages = { guard = 1.0, warning = 2.0 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_receiver_gets_every_event_once_in_order() {
-    let mqtt = Mosquitto::start(false);
     let mut script = vec![Reply::Status(500), Reply::Status(503), Reply::Status(500)];
     script.extend([Reply::Hang(Duration::from_secs(3)); 2]);
-    let rx = Receiver::start(script).await;
-    let hw = Hydrowatch::start_ready(&config(&mqtt, FLAKY, &rx), Duration::from_secs(30));
+    let (mqtt, rx, hw) = start(FLAKY, script).await;
     // firing (guard), escalated (warning), deescalated (guard), resolved.
     publish_all(
         mqtt.port(),
@@ -795,6 +613,7 @@ async fn failing_receiver_gets_every_event_once_in_order() {
     for r in &all[..6] {
         assert_eq!(r.json()["event_id"], *expected[0]);
     }
+    assert!(all.iter().all(|r| r.method == "POST"), "{all:#?}");
     assert_eq!(
         all.iter().map(|r| r.answered).collect::<Vec<_>>(),
         [500, 503, 500, 0, 0, 200, 200, 200, 200]

@@ -21,25 +21,11 @@ fn config(mqtt: &Mosquitto, influx: &Influx) -> String {
             "[[stations]]\nid = \"s{i}\"\nname = \"Station {i}\"\nstages = {{ guard = 1000.0, warning = 1001.0 }}\n\n"
         ));
     }
-    format!(
-        r#"
-[mqtt]
-url = "{mqtt}"
-client_id = "hw-{{http_port}}"
-
-[influxdb]
-url = "{influx}"
-api = "v1"
-database = "{DB}"
-flush_interval = "50ms"
-
-[journal]
-path = "{{dir}}/journal.db"
-
-[http]
-listen = "127.0.0.1:{{http_port}}"
-
-[[stations]]
+    HwConfig::new(mqtt)
+        .influx_v1(influx, DB)
+        .influxdb(r#"flush_interval = "50ms""#)
+        .body(&format!(
+            r#"[[stations]]
 id = "62304000"
 name = "横排头 \"东\", 站=1"
 river = "淠河 east,bank=\"A\""
@@ -47,10 +33,9 @@ basin = "淮河 basin"
 stages = {{ guard = 57.5, warning = 59.0 }}
 
 {stations}
-"#,
-        mqtt = mqtt.url(),
-        influx = influx.url(),
-    )
+"#
+        ))
+        .build()
 }
 
 fn start_all(persistence: bool) -> (Mosquitto, Influx, Hydrowatch) {

@@ -24,6 +24,10 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+mod config;
+#[allow(unused_imports)] // not every test writes a configuration
+pub use config::HwConfig;
+
 // ---------------------------------------------------------------------------
 // Generic helpers
 // ---------------------------------------------------------------------------
@@ -212,6 +216,24 @@ pub fn http_get(port: u16, path: &str) -> (u16, String) {
 pub fn http_post(port: u16, path: &str, body: &[u8], headers: &[(&str, &str)]) -> (u16, String) {
     http_request(port, "POST", path, body, headers)
         .unwrap_or_else(|e| panic!("POST :{port}{path}: {e}"))
+}
+
+/// GET `path` with `Authorization: Bearer {token}`: the status and the JSON body.
+pub fn get_json_with_token(port: u16, path: &str, token: &str) -> (u16, serde_json::Value) {
+    let auth = format!("Bearer {token}");
+    let (status, body) = http_request(port, "GET", path, b"", &[("Authorization", &auth)])
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    let value = serde_json::from_str(&body)
+        .unwrap_or_else(|e| panic!("GET {path}: {status}, not JSON ({e}): {body}"));
+    (status, value)
+}
+
+/// Seconds since the Unix epoch, now.
+pub fn now_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs() as i64
 }
 
 // ---------------------------------------------------------------------------

@@ -1,94 +1,174 @@
-//! An in-process webhook receiver: the far end of a team's webhook channel. It records every
-//! request and answers 2xx, or 503 while it is "down".
+//! An in-process HTTP receiver: the far end of a team's webhook or chat channel, an SMS
+//! gateway, or an InfluxDB 2 write endpoint. It records every request and answers 2xx (200
+//! unless set otherwise), 503 while it is "down", or from a script of replies given at start
+//! (an error status, or a hang longer than the client's timeout) before falling back to that.
 
 #![allow(dead_code)]
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
 use axum::Router;
+
+/// How the receiver answers one request of its script.
+#[derive(Clone, Copy, Debug)]
+pub enum Reply {
+    Status(u16),
+    /// Answer nothing for this long (longer than the client's timeout).
+    Hang(Duration),
+}
+
+/// What the chat robots answer on success (WeCom/DingTalk errcode, Feishu code).
+const ROBOT_OK: &str = r#"{"errcode":0,"errmsg":"ok","code":0,"msg":"success"}"#;
 
 /// One request as received.
 #[derive(Debug, Clone)]
 pub struct Delivery {
+    /// When the request arrived.
+    pub at: Instant,
     pub method: String,
     pub path: String,
+    /// The raw query string ("" without one).
     pub query: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The status answered: 0 when the receiver hung.
+    pub answered: u16,
     /// Whether the receiver answered 2xx (a delivery that counts).
     pub accepted: bool,
 }
 
 impl Delivery {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).expect("webhook body is JSON")
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("{} body is not JSON ({e}): {:?}", self.path, self.text()))
     }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
+
+    /// The query parameters, percent-decoded.
+    pub fn query_params(&self) -> HashMap<String, String> {
+        self.query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    urlencoding::decode(v).expect("utf-8 query").into_owned(),
+                )
+            })
+            .collect()
+    }
 }
 
 #[derive(Clone, Default)]
 struct Inner {
     log: Arc<Mutex<Vec<Delivery>>>,
+    script: Arc<Mutex<VecDeque<Reply>>>,
     down: Arc<AtomicBool>,
     /// The 2xx status answered while up (0 means 200).
     status: Arc<AtomicU16>,
 }
 
-/// The receiver; dropped with the test's runtime.
+/// The receiver; stops serving when dropped.
 pub struct Receiver {
     pub port: u16,
     inner: Inner,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn handle(
+    State(inner): State<Inner>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let at = Instant::now();
+    let scripted = inner.script.lock().unwrap().pop_front();
+    let reply = scripted.unwrap_or_else(|| {
+        if inner.down.load(Ordering::SeqCst) {
+            Reply::Status(503)
+        } else {
+            match inner.status.load(Ordering::SeqCst) {
+                0 => Reply::Status(200),
+                code => Reply::Status(code),
+            }
+        }
+    });
+    let answered = match reply {
+        Reply::Status(code) => code,
+        Reply::Hang(_) => 0,
+    };
+    inner.log.lock().unwrap().push(Delivery {
+        at,
+        method: method.to_string(),
+        path: uri.path().to_string(),
+        query: uri.query().unwrap_or("").to_string(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect(),
+        body: body.to_vec(),
+        answered,
+        accepted: (200..300).contains(&answered),
+    });
+    match reply {
+        Reply::Hang(d) => {
+            tokio::time::sleep(d).await;
+            StatusCode::OK.into_response()
+        }
+        Reply::Status(code) => {
+            let status = StatusCode::from_u16(code).unwrap();
+            if status == StatusCode::NO_CONTENT {
+                status.into_response()
+            } else {
+                (status, [("content-type", "application/json")], ROBOT_OK).into_response()
+            }
+        }
+    }
 }
 
 impl Receiver {
     /// Starts listening on a free port (needs a running tokio runtime).
     pub async fn start() -> Receiver {
-        let inner = Inner::default();
-        async fn handle(
-            State(inner): State<Inner>,
-            method: axum::http::Method,
-            uri: axum::http::Uri,
-            headers: HeaderMap,
-            body: Bytes,
-        ) -> StatusCode {
-            let accepted = !inner.down.load(Ordering::SeqCst);
-            inner.log.lock().unwrap().push(Delivery {
-                method: method.to_string(),
-                path: uri.path().to_string(),
-                query: uri.query().unwrap_or("").to_string(),
-                headers: headers
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
-                    .collect(),
-                body: body.to_vec(),
-                accepted,
-            });
-            if accepted {
-                match inner.status.load(Ordering::SeqCst) {
-                    0 => StatusCode::OK,
-                    code => StatusCode::from_u16(code).unwrap(),
-                }
-            } else {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-        }
-        let app = Router::new()
-            .route("/{*path}", post(handle).put(handle))
-            .with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Receiver::scripted(Vec::new()).await
+    }
+
+    /// Starts a receiver that answers its first requests from `script`, in order.
+    pub async fn scripted(script: Vec<Reply>) -> Receiver {
+        let inner = Inner {
+            script: Arc::new(Mutex::new(script.into())),
+            ..Inner::default()
+        };
+        let app = Router::new().fallback(handle).with_state(inner.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind receiver");
         let port = listener.local_addr().unwrap().port();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Receiver { port, inner }
+        let task = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Receiver { port, inner, task }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -110,9 +190,29 @@ impl Receiver {
         self.inner.log.lock().unwrap().clone()
     }
 
+    /// The requests after the first `n`, for a caller that polls without copying the log.
+    pub fn since(&self, n: usize) -> Vec<Delivery> {
+        let log = self.inner.log.lock().unwrap();
+        log.get(n..).unwrap_or_default().to_vec()
+    }
+
+    /// Requests to paths starting with `prefix`, in arrival order.
+    pub fn requests(&self, prefix: &str) -> Vec<Delivery> {
+        let log = self.inner.log.lock().unwrap();
+        log.iter()
+            .filter(|d| d.path.starts_with(prefix))
+            .cloned()
+            .collect()
+    }
+
     /// The bodies of accepted requests, as JSON, in arrival order.
     pub fn accepted(&self) -> Vec<serde_json::Value> {
-        self.all()
+        self.delivered("/")
+    }
+
+    /// The bodies (JSON) of the accepted requests to paths starting with `prefix`.
+    pub fn delivered(&self, prefix: &str) -> Vec<serde_json::Value> {
+        self.requests(prefix)
             .iter()
             .filter(|d| d.accepted)
             .map(Delivery::json)
