@@ -32,10 +32,20 @@ pub use config::HwConfig;
 // Generic helpers
 // ---------------------------------------------------------------------------
 
-/// A TCP port that was free a moment ago (bind 127.0.0.1:0, read, drop).
+/// A TCP port that was free a moment ago, chosen below the kernel's ephemeral range
+/// (32768 and up by default). Services that a test stops and starts again on the same port
+/// (InfluxDB, Mosquitto, hydrowatch) would otherwise race every outgoing connection on the
+/// machine, which takes its local port from that range.
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().unwrap().port()
+    use rand::Rng;
+    let mut rng = rand::thread_rng();
+    for _ in 0..1000 {
+        let port = rng.gen_range(10_000..32_000);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between 10000 and 32000");
 }
 
 /// Poll `cond` every 20 ms until it returns true; panic after `timeout`.
