@@ -32,10 +32,20 @@ fn a_broken_configuration_names_file_station_team_and_key() {
     std::fs::write(
         &broken,
         r#"
+[mqtt]
+url = "ftp://broker"
+
+[influxdb]
+url = "not a url"
+database = "hydro"
+
 [[teams]]
 id = "east"
   [[teams.channels]]
   kind = "pager"
+  [[teams.channels]]
+  kind = "webhook"
+  url = "gopher://hook"
 
 [[stations]]
 id = "62304000"
@@ -58,6 +68,9 @@ id = "62304000"
         format!("{file}: stations[62304000].interval: `5 parsecs` is not a duration"),
         format!("{file}: stations[62304000].id: duplicate station id"),
         format!("{file}: teams[east].channels[0].kind: `pager` is not one of"),
+        format!("{file}: teams[east].channels[1].url: `gopher://hook` is not an http(s) URL"),
+        format!("{file}: mqtt.url: scheme `ftp` is not mqtt:// or mqtts://"),
+        format!("{file}: influxdb.url: `not a url` is not a URL"),
     ];
     for line in &expect {
         assert!(
