@@ -188,7 +188,7 @@ impl Writer {
             snapshots,
             log_limiter: LogLimiter::default(),
         };
-        writer.publish_state(None);
+        writer.publish_state(None, true);
         Ok(writer)
     }
 
@@ -373,7 +373,7 @@ impl Writer {
             self.hooks.dispatcher.notify_one();
         }
         if !fx.touched.is_empty() || fx.alerts_changed {
-            self.publish_state(Some(&fx.touched));
+            self.publish_state(Some(&fx.touched), fx.alerts_changed);
         }
         for item in fx.live {
             let _ = self.hooks.live.send(item);
@@ -382,21 +382,26 @@ impl Writer {
     }
 
     /// Refreshes the API's view of station status and open alerts.
-    fn publish_state(&self, touched: Option<&HashSet<String>>) {
+    /// `touched`: the stations whose status may have changed (all of them when `None`);
+    /// `alerts`: whether the open alerts may have changed.
+    fn publish_state(&self, touched: Option<&HashSet<String>>, alerts: bool) {
         if let Ok(mut statuses) = self.shared.statuses.write() {
-            for station in &self.settings.stations {
-                if touched.is_some_and(|t| !t.contains(&station.id)) {
-                    continue;
+            let mut refresh = |id: &String| {
+                if let Some(status) = self.engine.status(id) {
+                    statuses.insert(id.clone(), status);
                 }
-                if let Some(status) = self.engine.status(&station.id) {
-                    statuses.insert(station.id.clone(), status);
-                }
+            };
+            match touched {
+                Some(ids) => ids.iter().for_each(&mut refresh),
+                None => self.settings.stations.iter().for_each(|s| refresh(&s.id)),
             }
         }
-        if let Ok(mut open) = self.shared.open_alerts.write() {
-            *open = self.engine.open_alerts().cloned().collect();
+        if alerts {
+            if let Ok(mut open) = self.shared.open_alerts.write() {
+                *open = self.engine.open_alerts().cloned().collect();
+            }
+            metrics::gauge!("hydrowatch_alerts_open").set(self.engine.open_alerts().count() as f64);
         }
-        metrics::gauge!("hydrowatch_alerts_open").set(self.engine.open_alerts().count() as f64);
     }
 }
 
