@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# The test command: installs what the tests need from Debian (Mosquitto, InfluxDB 1.x,
-# Chromium), then runs every test. Each test starts its own broker, database and browser on
+# The test command: installs what the tests need from Debian (Mosquitto and its clients,
+# InfluxDB 1.x, Chromium, a CJK font for screenshots, openssl for test certificates), then
+# runs every test. Each test starts its own broker, database and browser on
 # free ports in temporary directories.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-[ -x /usr/sbin/mosquitto ] || need+=(mosquitto mosquitto-clients)
+[ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 command -v influxd >/dev/null 2>&1 || need+=(influxdb)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 [ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || need+=(fonts-wqy-microhei)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
 if [ "${#need[@]}" -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"

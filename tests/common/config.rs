@@ -40,6 +40,12 @@ impl HwConfig {
         self
     }
 
+    /// Another broker URL (e.g. `mqtts://` for TLS).
+    pub fn mqtt_url(mut self, url: &str) -> HwConfig {
+        self.mqtt[0] = quoted("url", url);
+        self
+    }
+
     /// One more line in `[mqtt]`.
     pub fn mqtt(mut self, line: &str) -> HwConfig {
         self.mqtt.push(line.into());

@@ -262,6 +262,13 @@ impl Mosquitto {
     /// sessions/queued messages survive `stop()`+`restart()` (mosquitto writes
     /// its DB on SIGTERM; after `kill()` only the last autosave survives).
     pub fn start(persistence: bool) -> Mosquitto {
+        Mosquitto::start_with(persistence, |_| String::new())
+    }
+
+    /// Like [`Mosquitto::start`], with more configuration lines for the listener (TLS files,
+    /// `password_file`, `allow_anonymous false`), written by `extra` given the broker's own
+    /// temporary directory.
+    pub fn start_with(persistence: bool, extra: impl FnOnce(&Path) -> String) -> Mosquitto {
         let dir = tempfile::Builder::new()
             .prefix("hw-mosquitto-")
             .tempdir()
@@ -270,10 +277,17 @@ impl Mosquitto {
         // `user root`: when started as root, mosquitto 2.0 otherwise drops to
         // the `mosquitto` user and can't open its log/db in our 0700 temp dir.
         // Ignored when not running as root.
+        let extra = extra(dir.path());
+        let anonymous = if extra.contains("allow_anonymous") {
+            ""
+        } else {
+            "allow_anonymous true\n"
+        };
         let conf = format!(
             "user root\n\
              listener {port} 127.0.0.1\n\
-             allow_anonymous true\n\
+             {extra}\n\
+             {anonymous}\
              max_inflight_messages 1000\n\
              max_queued_messages 1000000\n\
              max_queued_bytes 0\n\
