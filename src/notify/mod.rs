@@ -35,16 +35,10 @@ pub fn route_teams(settings: &Settings, event: &AlertEvent, paged: &[String]) ->
     if let Some(page) = &event.page {
         return vec![page.team.clone()];
     }
-    let mut teams: Vec<String> = station_teams(station, &event.rule, event.stage_index)
-        .into_iter()
-        .map(str::to_string)
-        .collect();
-    for team in paged {
-        if !teams.contains(team) {
-            teams.push(team.clone());
-        }
-    }
-    teams
+    with_paged(
+        station_teams(station, &event.rule, event.stage_index),
+        paged,
+    )
 }
 
 /// The outbox destinations for an event: `"{team}/{channel index}"` for every channel of
@@ -77,10 +71,15 @@ pub fn teams_for(settings: &Settings, alert: &Alert, paged: &[String]) -> Vec<St
     let Some(station) = settings.station(&alert.station) else {
         return Vec::new();
     };
-    let mut teams: Vec<String> = station_teams(station, &alert.rule, alert.stage_index)
-        .into_iter()
-        .map(str::to_string)
-        .collect();
+    with_paged(
+        station_teams(station, &alert.rule, alert.stage_index),
+        paged,
+    )
+}
+
+/// The station's teams, then those already paged for the alert, without repeats.
+fn with_paged(station_teams: Vec<&str>, paged: &[String]) -> Vec<String> {
+    let mut teams: Vec<String> = station_teams.into_iter().map(str::to_string).collect();
     for team in paged {
         if !teams.contains(team) {
             teams.push(team.clone());
