@@ -152,3 +152,34 @@ fn usage_errors_exit_2() {
     let (code, _, _) = hydrowatch(&["frobnicate"]);
     assert_eq!(code, 2);
 }
+
+#[test]
+fn an_sl323_csv_catalogue_is_imported_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("ST_STBPRP_B.csv");
+    std::fs::write(
+        &csv,
+        "STCD,STNM,RVNM,BSNM,SFSW,WRZ,GRZ,OBHTZ,LAZ\n\
+         62304000,横排头,淠河,淮河,57.5,59.0,61.0,62.1,51.0\n\
+         62304500,六安,淠河,淮河,,30.5,32.0,,\n",
+    )
+    .unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, format!("catalog = [\"{}\"]\n", csv.display())).unwrap();
+    let (code, stdout, stderr) = hydrowatch(&["check-config", "-c", cfg.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("stations: 2"), "{stdout}");
+    assert!(stdout.contains("stage 2, drought 1"), "{stdout}");
+
+    // Levels out of order in the CSV are reported against the CSV file and the station.
+    std::fs::write(&csv, "STCD,WRZ,GRZ\n62304000,61.0,59.0\n").unwrap();
+    let (code, _, stderr) = hydrowatch(&["check-config", "-c", cfg.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains(&format!(
+            "{}: stations[62304000].stages: stage levels must ascend",
+            csv.display()
+        )),
+        "{stderr}"
+    );
+}
