@@ -239,7 +239,9 @@ impl Writer {
                                 self.next_seq += 1;
                                 fx.readings += 1;
                                 let events = self.engine.evaluate(&reading, now);
-                                fx.touched.insert(reading.station.clone());
+                                if !fx.touched.contains(&reading.station) {
+                                    fx.touched.insert(reading.station.clone());
+                                }
                                 if live_listeners {
                                     fx.live.push(Live::Reading(reading));
                                 }
