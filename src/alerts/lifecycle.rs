@@ -5,6 +5,8 @@
 //! first firing, an escalation, a fall back, a pending condition that has not held long enough
 //! — is decided here, once, for every rule.
 
+use std::borrow::Borrow;
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -29,6 +31,52 @@ pub struct Transition {
 
 type Key = (String, String);
 
+/// A (station, rule) key seen through borrowed strings, so that the rules can look an alert up
+/// for every reading without allocating two strings first (most readings change nothing).
+trait KeyView {
+    fn parts(&self) -> (&str, &str);
+}
+
+impl KeyView for (String, String) {
+    fn parts(&self) -> (&str, &str) {
+        (&self.0, &self.1)
+    }
+}
+
+impl KeyView for (&str, &str) {
+    fn parts(&self) -> (&str, &str) {
+        (self.0, self.1)
+    }
+}
+
+// `Borrow` requires the borrowed form to compare as the owned one does: both compare
+// (station, rule) lexicographically.
+impl<'a> Borrow<dyn KeyView + 'a> for (String, String) {
+    fn borrow(&self) -> &(dyn KeyView + 'a) {
+        self
+    }
+}
+
+impl PartialEq for dyn KeyView + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for dyn KeyView + '_ {}
+
+impl PartialOrd for dyn KeyView + '_ {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for dyn KeyView + '_ {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.parts().cmp(&other.parts())
+    }
+}
+
 /// The open alerts, one per (station, rule).
 #[derive(Debug, Default)]
 pub struct AlertBook {
@@ -41,7 +89,7 @@ pub struct AlertBook {
 impl AlertBook {
     /// The open alert of a (station, rule).
     pub fn get(&self, station: &str, rule: &str) -> Option<&Alert> {
-        self.open.get(&(station.to_string(), rule.to_string()))
+        self.open.get(&(station, rule) as &dyn KeyView)
     }
 
     /// Every open alert, by station then rule.
@@ -98,18 +146,18 @@ impl AlertBook {
         at: Millis,
         pending: Duration,
     ) -> Option<Transition> {
-        let key = (station.to_string(), rule.to_string());
+        let key = &(station, rule) as &dyn KeyView;
         let pending = millis(pending);
         let Some(target) = target else {
-            self.raising_since.remove(&key);
-            let mut alert = self.open.remove(&key)?;
+            self.raising_since.remove(key);
+            let mut alert = self.open.remove(key)?;
             alert.state = AlertState::Resolved;
             alert.value = value;
             alert.updated_at = at;
             return Some(Transition { alert, left: None });
         };
 
-        let Some(alert) = self.open.get_mut(&key) else {
+        let Some(alert) = self.open.get_mut(key) else {
             let state = if pending > 0 {
                 AlertState::Pending
             } else {
@@ -129,7 +177,8 @@ impl AlertBook {
                 acknowledged_by: None,
                 acknowledged_at: None,
             };
-            self.open.insert(key, alert.clone());
+            self.open
+                .insert((station.to_string(), rule.to_string()), alert.clone());
             return Some(Transition { alert, left: None });
         };
 
@@ -149,12 +198,19 @@ impl AlertBook {
 
         if target.stage_index > alert.stage_index {
             if pending > 0 {
-                let since = *self.raising_since.entry(key.clone()).or_insert(at);
+                let since = match self.raising_since.get(key) {
+                    Some(since) => *since,
+                    None => {
+                        self.raising_since
+                            .insert((station.to_string(), rule.to_string()), at);
+                        at
+                    }
+                };
                 if at.saturating_sub(since) < pending {
                     return None;
                 }
             }
-            self.raising_since.remove(&key);
+            self.raising_since.remove(key);
             set_stage(alert, &target, value);
             alert.state = AlertState::Escalated;
             alert.updated_at = at;
@@ -167,7 +223,7 @@ impl AlertBook {
             });
         }
 
-        self.raising_since.remove(&key);
+        self.raising_since.remove(key);
         if target.stage_index < alert.stage_index {
             let left = (alert.stage.clone(), alert.threshold);
             set_stage(alert, &target, value);

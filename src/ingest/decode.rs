@@ -121,6 +121,9 @@ pub fn decode(
             ),
         ));
     }
+    if let Some(readings) = fast::decode(topic_station, payload, cx) {
+        return Ok(readings);
+    }
     let value: Value = serde_json::from_slice(payload)
         .map_err(|e| reject(Cause::NotJson, format!("not JSON: {e}")))?;
 
@@ -222,6 +225,168 @@ fn station_of<'a>(
     Ok(station)
 }
 
+/// The fast path for the common message: a well-formed object or array of objects decoded
+/// straight into typed fields, without building a `serde_json::Value` tree (a map and a key
+/// string per field per reading). It only ever accepts: anything it does not recognise as
+/// valid (a malformed or unusual message, any reading that would be rejected, an envelope)
+/// makes it return `None`, and [`decode`] decodes the message again on the general path, which
+/// alone says why a message is rejected. So its acceptance must match the general path's
+/// exactly: unknown fields ignored, `null` the same as absent, the same ranges and checks.
+mod fast {
+    use std::fmt;
+
+    use serde::de::{self, Deserializer, IgnoredAny, Visitor};
+    use serde::Deserialize;
+
+    use super::{check_time, millis_from_number, parse_time_text, DecodeContext};
+    use crate::model::{Quality, Reading};
+
+    /// One reading object. A duplicate key is an error here (the general path lets the last
+    /// one win), which only sends such a message to the general path.
+    #[derive(Deserialize)]
+    struct Item<'a> {
+        /// Absent is `None`; `null` or a non-string fails (the general path rejects both).
+        #[serde(default, borrow, deserialize_with = "present_str")]
+        station: Option<&'a str>,
+        #[serde(default, borrow)]
+        time: Option<Time<'a>>,
+        level_m: Option<f64>,
+        rain_mm: Option<f64>,
+        rain_total_mm: Option<f64>,
+        flow_m3s: Option<f64>,
+        battery_v: Option<f64>,
+        rain_period_s: Option<f64>,
+        /// An object with `readings` is an envelope: the general path's business.
+        #[serde(default, deserialize_with = "present")]
+        readings: bool,
+    }
+
+    fn present_str<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de str>, D::Error> {
+        <&str>::deserialize(d).map(Some)
+    }
+
+    fn present<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+        IgnoredAny::deserialize(d).map(|_| true)
+    }
+
+    /// `time` as the general path reads it: a number (integer or not) or a string without
+    /// escapes (an escaped one fails here and is parsed on the general path).
+    enum Time<'a> {
+        Number(f64),
+        Text(&'a str),
+    }
+
+    impl<'de: 'a, 'a> Deserialize<'de> for Time<'a> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Time<'de>;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("a number or a string")
+                }
+                fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                    Ok(Time::Number(v as f64))
+                }
+                fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                    Ok(Time::Number(v as f64))
+                }
+                fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                    Ok(Time::Number(v))
+                }
+                fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                    Ok(Time::Text(v))
+                }
+            }
+            d.deserialize_any(V)
+        }
+    }
+
+    pub(super) fn decode(
+        topic: Option<&str>,
+        payload: &[u8],
+        cx: &DecodeContext,
+    ) -> Option<Vec<Reading>> {
+        let first = payload.iter().find(|b| !b.is_ascii_whitespace())?;
+        let items: Vec<Object> = match first {
+            b'[' => serde_json::from_slice(payload).ok()?,
+            b'{' => vec![serde_json::from_slice(payload).ok()?],
+            _ => return None,
+        };
+        if items.is_empty() || items.len() > cx.max_readings {
+            return None;
+        }
+        items
+            .iter()
+            .map(|item| reading(topic, &item.0, cx))
+            .collect()
+    }
+
+    /// An [`Item`] written as a JSON object. A derived struct would also accept an array of
+    /// its fields in order, which the general path rejects as `bad_shape`.
+    struct Object<'a>(Item<'a>);
+
+    impl<'de: 'a, 'a> Deserialize<'de> for Object<'a> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Object<'de>;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("a reading object")
+                }
+                fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                    Item::deserialize(de::value::MapAccessDeserializer::new(map)).map(Object)
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+
+    fn reading(topic: Option<&str>, item: &Item, cx: &DecodeContext) -> Option<Reading> {
+        if item.readings {
+            return None;
+        }
+        let station = match (topic, item.station) {
+            (Some(t), Some(named)) if t != named => return None,
+            (Some(t), _) => t,
+            (None, named) => named?,
+        };
+        if !cx.stations.contains(station) {
+            return None;
+        }
+        let time = match item.time.as_ref()? {
+            Time::Number(n) => millis_from_number(*n)?,
+            Time::Text(s) => parse_time_text(s, cx.time_zone).ok()?,
+        };
+        if check_time(time).is_err() || time > cx.now + cx.future_tolerance_ms {
+            return None;
+        }
+        let within = |v: Option<f64>, min: f64, max: f64| match v {
+            Some(x) if !x.is_finite() || x < min || x > max => Err(()),
+            v => Ok(v),
+        };
+        let mut r = Reading::empty(station, time);
+        r.level_m = within(item.level_m, -1000.0, 10_000.0).ok()?;
+        r.rain_mm = within(item.rain_mm, 0.0, 2000.0).ok()?;
+        r.rain_total_mm = within(item.rain_total_mm, 0.0, 1.0e7).ok()?;
+        r.flow_m3s = within(item.flow_m3s, -1.0e6, 1.0e6).ok()?;
+        r.battery_v = within(item.battery_v, 0.0, 1000.0).ok()?;
+        r.rain_period_s = match within(item.rain_period_s, 1.0, 31.0 * 86400.0).ok()? {
+            None => None,
+            Some(p) if p.fract() == 0.0 => Some(p as u32),
+            Some(_) => return None,
+        };
+        if r.level_m.is_none()
+            && r.rain_mm.is_none()
+            && r.rain_total_mm.is_none()
+            && r.flow_m3s.is_none()
+        {
+            return None;
+        }
+        r.quality = Quality::Good;
+        Some(r)
+    }
+}
+
 fn reading(
     station: &str,
     item: &Map<String, Value>,
@@ -302,7 +467,6 @@ fn number(
 /// RFC 3339 with offset; without an offset, local time in `tz`; an integer is Unix seconds,
 /// or milliseconds when above 10^11.
 pub fn parse_time(v: &Value, tz: &jiff::tz::TimeZone) -> Result<Millis, Rejection> {
-    const EARLIEST: Millis = -2_208_988_800_000; // 1900-01-01: older is a clock fault
     let ms = match v {
         Value::Number(n) => {
             let secs_or_ms = n
@@ -310,14 +474,8 @@ pub fn parse_time(v: &Value, tz: &jiff::tz::TimeZone) -> Result<Millis, Rejectio
                 .map(|i| i as f64)
                 .or_else(|| n.as_f64())
                 .unwrap_or(f64::NAN);
-            if !secs_or_ms.is_finite() {
-                return Err(reject(Cause::BadTime, format!("time {n} is not a number")));
-            }
-            if secs_or_ms.abs() > 1e11 {
-                secs_or_ms.round() as i64
-            } else {
-                (secs_or_ms * 1000.0).round() as i64
-            }
+            millis_from_number(secs_or_ms)
+                .ok_or_else(|| reject(Cause::BadTime, format!("time {n} is not a number")))?
         }
         Value::String(s) => parse_time_text(s, tz)?,
         other => {
@@ -327,10 +485,28 @@ pub fn parse_time(v: &Value, tz: &jiff::tz::TimeZone) -> Result<Millis, Rejectio
             ))
         }
     };
+    check_time(ms)?;
+    Ok(ms)
+}
+
+/// Unix seconds, or milliseconds when above 10^11; `None` when not finite.
+fn millis_from_number(secs_or_ms: f64) -> Option<Millis> {
+    if !secs_or_ms.is_finite() {
+        return None;
+    }
+    Some(if secs_or_ms.abs() > 1e11 {
+        secs_or_ms.round() as i64
+    } else {
+        (secs_or_ms * 1000.0).round() as i64
+    })
+}
+
+fn check_time(ms: Millis) -> Result<(), Rejection> {
+    const EARLIEST: Millis = -2_208_988_800_000; // 1900-01-01: older is a clock fault
     if ms < EARLIEST {
         return Err(reject(Cause::BadTime, "time before 1900"));
     }
-    Ok(ms)
+    Ok(())
 }
 
 fn parse_time_text(s: &str, tz: &jiff::tz::TimeZone) -> Result<Millis, Rejection> {
@@ -475,6 +651,37 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.cause, Cause::BadValue);
         assert!(e.detail.starts_with("reading 1:"), "{}", e.detail);
+    }
+
+    #[test]
+    fn fast_path_accepts_and_refuses_as_the_general_path_does() {
+        let k = known();
+        let c = cx(&k);
+        // Unknown fields ignored, null as absent, an escaped time string, duplicate keys
+        // (last wins): the same readings however the message was decoded.
+        let ok = decode(
+            Some("62304000"),
+            br#"[{"time":1626739500.0,"level_m":1,"x":{"y":[1]},"battery_v":null},
+                 {"time":"2021-07-20T08:05:00\u002B08:00","level_m":2,"level_m":3}]"#,
+            &c,
+        )
+        .unwrap();
+        assert_eq!(ok.len(), 2);
+        assert!(ok.iter().all(|r| r.time == T0), "{ok:?}");
+        assert_eq!((ok[0].level_m, ok[0].battery_v), (Some(1.0), None));
+        assert_eq!(ok[1].level_m, Some(3.0));
+        let refused: [(&[u8], Cause); 3] = [
+            (br#"[[null,1626739500,1]]"#, Cause::BadShape),
+            (
+                br#"{"station":null,"time":1626739500,"level_m":1}"#,
+                Cause::BadShape,
+            ),
+            (br#"{"time":null,"level_m":1}"#, Cause::MissingTime),
+        ];
+        for (payload, cause) in refused {
+            let e = decode(Some("62304000"), payload, &c).unwrap_err();
+            assert_eq!(e.cause, cause, "{}", String::from_utf8_lossy(payload));
+        }
     }
 
     #[test]

@@ -216,7 +216,8 @@ impl Engine {
         let Some(st) = stations.get_mut(&reading.station) else {
             return events;
         };
-        let id = st.station.id.clone();
+        // The catalogue id, which `stations` is keyed by: borrowed, not copied per reading.
+        let id = reading.station.as_str();
         let pending = settings.pending;
 
         // Anything received, even a backlog of old readings, proves the station is alive.
@@ -224,7 +225,7 @@ impl Engine {
             .last_message_at
             .map_or(0.0, |t| now.saturating_sub(t) as f64 / 1000.0);
         st.last_message_at = Some(st.last_message_at.map_or(now, |t| t.max(now)));
-        if let Some(tr) = book.apply(&id, "offline", None, silent_s, reading.time, Duration::ZERO) {
+        if let Some(tr) = book.apply(id, "offline", None, silent_s, reading.time, Duration::ZERO) {
             events.push(emit(settings, &st.station, &tr, reading.time, now, None));
         }
 
@@ -234,7 +235,7 @@ impl Engine {
             if current {
                 let target = sensor::sensor_target(&st.station, reading.quality, level);
                 if let Some(tr) =
-                    book.apply(&id, "sensor", target, level, reading.time, Duration::ZERO)
+                    book.apply(id, "sensor", target, level, reading.time, Duration::ZERO)
                 {
                     events.push(emit(settings, &st.station, &tr, reading.time, now, None));
                 }
@@ -259,7 +260,7 @@ impl Engine {
                     if ladder.is_empty() {
                         continue;
                     }
-                    let open = open_index(book.get(&id, rule), ladder);
+                    let open = open_index(book.get(id, rule), ladder);
                     let target = stage::ladder_target(
                         ladder,
                         direction,
@@ -267,7 +268,7 @@ impl Engine {
                         open,
                         level,
                     );
-                    if let Some(tr) = book.apply(&id, rule, target, level, reading.time, pending) {
+                    if let Some(tr) = book.apply(id, rule, target, level, reading.time, pending) {
                         events.push(emit(
                             settings,
                             &st.station,
@@ -280,10 +281,10 @@ impl Engine {
                 }
                 // An unknown rate (too few readings) holds whatever was decided last.
                 if let (Some(threshold), Some(rate)) = (st.station.rise_rate_m_per_h, rate) {
-                    let open = book.get(&id, "rise_rate").is_some();
+                    let open = book.get(id, "rise_rate").is_some();
                     let target = rise_rate::rise_rate_target(threshold, rate, open);
                     if let Some(tr) =
-                        book.apply(&id, "rise_rate", target, rate, reading.time, pending)
+                        book.apply(id, "rise_rate", target, rate, reading.time, pending)
                     {
                         events.push(emit(
                             settings,
