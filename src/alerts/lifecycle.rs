@@ -5,8 +5,6 @@
 //! first firing, an escalation, a fall back, a pending condition that has not held long enough
 //! — is decided here, once, for every rule.
 
-use std::borrow::Borrow;
-use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -29,67 +27,61 @@ pub struct Transition {
     pub left: Option<(String, f64)>,
 }
 
-type Key = (String, String);
+/// Values by station, then rule. Two levels rather than a `(String, String)` key so that the
+/// rules can look an alert up with borrowed strings for every reading, without allocating
+/// (most readings change nothing).
+#[derive(Debug)]
+struct ByStationRule<V>(BTreeMap<String, BTreeMap<String, V>>);
 
-/// A (station, rule) key seen through borrowed strings, so that the rules can look an alert up
-/// for every reading without allocating two strings first (most readings change nothing).
-trait KeyView {
-    fn parts(&self) -> (&str, &str);
-}
-
-impl KeyView for (String, String) {
-    fn parts(&self) -> (&str, &str) {
-        (&self.0, &self.1)
+impl<V> Default for ByStationRule<V> {
+    fn default() -> Self {
+        ByStationRule(BTreeMap::new())
     }
 }
 
-impl KeyView for (&str, &str) {
-    fn parts(&self) -> (&str, &str) {
-        (self.0, self.1)
+impl<V> ByStationRule<V> {
+    fn get(&self, station: &str, rule: &str) -> Option<&V> {
+        self.0.get(station)?.get(rule)
     }
-}
 
-// `Borrow` requires the borrowed form to compare as the owned one does: both compare
-// (station, rule) lexicographically.
-impl<'a> Borrow<dyn KeyView + 'a> for (String, String) {
-    fn borrow(&self) -> &(dyn KeyView + 'a) {
-        self
+    fn get_mut(&mut self, station: &str, rule: &str) -> Option<&mut V> {
+        self.0.get_mut(station)?.get_mut(rule)
     }
-}
 
-impl PartialEq for dyn KeyView + '_ {
-    fn eq(&self, other: &Self) -> bool {
-        self.parts() == other.parts()
+    fn insert(&mut self, station: &str, rule: &str, value: V) {
+        self.0
+            .entry(station.to_string())
+            .or_default()
+            .insert(rule.to_string(), value);
     }
-}
 
-impl Eq for dyn KeyView + '_ {}
-
-impl PartialOrd for dyn KeyView + '_ {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
+    fn remove(&mut self, station: &str, rule: &str) -> Option<V> {
+        self.0.get_mut(station)?.remove(rule)
     }
-}
 
-impl Ord for dyn KeyView + '_ {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.parts().cmp(&other.parts())
+    /// Every value, by station then rule.
+    fn values(&self) -> impl Iterator<Item = &V> {
+        self.0.values().flat_map(BTreeMap::values)
+    }
+
+    fn values_mut(&mut self) -> impl Iterator<Item = &mut V> {
+        self.0.values_mut().flat_map(BTreeMap::values_mut)
     }
 }
 
 /// The open alerts, one per (station, rule).
 #[derive(Debug, Default)]
 pub struct AlertBook {
-    open: BTreeMap<Key, Alert>,
+    open: ByStationRule<Alert>,
     /// Since when (observation time) an escalation has been waiting for `pending`; firing
     /// alerts keep paging at their stage meanwhile, so this is not an alert state of its own.
-    raising_since: BTreeMap<Key, Millis>,
+    raising_since: ByStationRule<Millis>,
 }
 
 impl AlertBook {
     /// The open alert of a (station, rule).
     pub fn get(&self, station: &str, rule: &str) -> Option<&Alert> {
-        self.open.get(&(station, rule) as &dyn KeyView)
+        self.open.get(station, rule)
     }
 
     /// Every open alert, by station then rule.
@@ -105,8 +97,8 @@ impl AlertBook {
     /// Puts back an alert read from the journal; a resolved one is not open and is ignored.
     pub fn restore(&mut self, alert: Alert) {
         if alert.state != AlertState::Resolved {
-            self.open
-                .insert((alert.station.clone(), alert.rule.clone()), alert);
+            let (station, rule) = (alert.station.clone(), alert.rule.clone());
+            self.open.insert(&station, &rule, alert);
         }
     }
 
@@ -146,18 +138,17 @@ impl AlertBook {
         at: Millis,
         pending: Duration,
     ) -> Option<Transition> {
-        let key = &(station, rule) as &dyn KeyView;
         let pending = millis(pending);
         let Some(target) = target else {
-            self.raising_since.remove(key);
-            let mut alert = self.open.remove(key)?;
+            self.raising_since.remove(station, rule);
+            let mut alert = self.open.remove(station, rule)?;
             alert.state = AlertState::Resolved;
             alert.value = value;
             alert.updated_at = at;
             return Some(Transition { alert, left: None });
         };
 
-        let Some(alert) = self.open.get_mut(key) else {
+        let Some(alert) = self.open.get_mut(station, rule) else {
             let state = if pending > 0 {
                 AlertState::Pending
             } else {
@@ -177,8 +168,7 @@ impl AlertBook {
                 acknowledged_by: None,
                 acknowledged_at: None,
             };
-            self.open
-                .insert((station.to_string(), rule.to_string()), alert.clone());
+            self.open.insert(station, rule, alert.clone());
             return Some(Transition { alert, left: None });
         };
 
@@ -198,11 +188,10 @@ impl AlertBook {
 
         if target.stage_index > alert.stage_index {
             if pending > 0 {
-                let since = match self.raising_since.get(key) {
+                let since = match self.raising_since.get(station, rule) {
                     Some(since) => *since,
                     None => {
-                        self.raising_since
-                            .insert((station.to_string(), rule.to_string()), at);
+                        self.raising_since.insert(station, rule, at);
                         at
                     }
                 };
@@ -210,7 +199,7 @@ impl AlertBook {
                     return None;
                 }
             }
-            self.raising_since.remove(key);
+            self.raising_since.remove(station, rule);
             set_stage(alert, &target, value);
             alert.state = AlertState::Escalated;
             alert.updated_at = at;
@@ -223,7 +212,7 @@ impl AlertBook {
             });
         }
 
-        self.raising_since.remove(key);
+        self.raising_since.remove(station, rule);
         if target.stage_index < alert.stage_index {
             let left = (alert.stage.clone(), alert.threshold);
             set_stage(alert, &target, value);
