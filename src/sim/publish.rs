@@ -133,20 +133,25 @@ impl Publisher {
         station: &str,
         readings: &[Reading],
     ) -> Result<(), PublishError> {
+        self.publish_raw(format!("hydro/{station}/data"), payload(readings))
+            .await
+    }
+
+    /// Publishes any payload on any topic with QoS 1 (replays of raw messages, tests of bad
+    /// ones). Returns once the message is queued.
+    pub async fn publish_raw(
+        &mut self,
+        topic: String,
+        payload: Vec<u8>,
+    ) -> Result<(), PublishError> {
         if let Some(reason) = self.progress.borrow().failed.clone() {
             return Err(PublishError::Unreachable {
                 url: self.url.clone(),
                 reason,
             });
         }
-        let payload = payload(readings);
         self.client
-            .publish(
-                format!("hydro/{station}/data"),
-                QoS::AtLeastOnce,
-                false,
-                payload,
-            )
+            .publish(topic, QoS::AtLeastOnce, false, payload)
             .await
             .map_err(|_| PublishError::Closed)?;
         self.sent += 1;

@@ -823,56 +823,31 @@ fn mqtt_options(client_id: &str, port: u16) -> MqttOptions {
 }
 
 /// Publish every (topic, payload) with QoS 1 and return once every PubAck has
-/// arrived (then disconnect cleanly).  Publishing runs in a spawned task while
-/// this future drives the event loop, so any number of messages works.
+/// arrived (then disconnect cleanly), with the simulator's publisher.
 /// Panics on connection errors or if it takes longer than 120 s.
 pub async fn publish_all(port: u16, messages: Vec<(String, Vec<u8>)>) {
-    publish_all_with(port, messages, QoS::AtLeastOnce, false).await
-}
-
-/// Same as [`publish_all`] with explicit QoS and retain flag.  For QoS 0
-/// returns after every Publish has been written to the socket.
-pub async fn publish_all_with(port: u16, messages: Vec<(String, Vec<u8>)>, qos: QoS, retain: bool) {
     let total = messages.len();
-    let opts = mqtt_options(&random_client_id("hw-pub"), port);
-    let (client, mut eventloop) = AsyncClient::new(opts, 1000);
-    let pub_client = client.clone();
-    let publisher = tokio::spawn(async move {
-        for (topic, payload) in messages {
-            pub_client
-                .publish(topic, qos, retain, payload)
-                .await
-                .expect("rumqttc publish request");
-        }
-    });
     let fut = async {
-        let mut done = 0usize;
-        while done < total {
-            match eventloop.poll().await {
-                Ok(Event::Incoming(Packet::PubAck(_))) if qos == QoS::AtLeastOnce => done += 1,
-                Ok(Event::Incoming(Packet::PubComp(_))) if qos == QoS::ExactlyOnce => done += 1,
-                Ok(Event::Outgoing(rumqttc::Outgoing::Publish(_))) if qos == QoS::AtMostOnce => {
-                    done += 1
-                }
-                Ok(_) => {}
-                Err(e) => panic!("publish_all: MQTT error after {done}/{total} acks: {e}"),
-            }
+        let url = format!("mqtt://127.0.0.1:{port}");
+        let mut publisher = hydrowatch::sim::publish::Publisher::connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("publish_all: {e}"));
+        for (topic, payload) in messages {
+            publisher
+                .publish_raw(topic, payload)
+                .await
+                .unwrap_or_else(|e| panic!("publish_all: {e}"));
         }
-        // Clean disconnect: drive the loop until the Disconnect is sent.
-        client.disconnect().await.ok();
-        loop {
-            match eventloop.poll().await {
-                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => break,
-                Ok(_) => {}
-            }
-        }
+        publisher
+            .finish()
+            .await
+            .unwrap_or_else(|e| panic!("publish_all: {e}"));
     };
     tokio::time::timeout(Duration::from_secs(120), fut)
         .await
         .unwrap_or_else(|_| {
             panic!("publish_all: timed out (120s) publishing {total} messages to :{port}")
         });
-    publisher.await.expect("publisher task");
 }
 
 /// A subscriber whose event loop runs in a background task; received
