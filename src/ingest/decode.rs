@@ -490,7 +490,7 @@ pub fn parse_time(v: &Value, tz: &jiff::tz::TimeZone) -> Result<Millis, Rejectio
 }
 
 /// Unix seconds, or milliseconds when above 10^11; `None` when not finite.
-fn millis_from_number(secs_or_ms: f64) -> Option<Millis> {
+pub fn millis_from_number(secs_or_ms: f64) -> Option<Millis> {
     if !secs_or_ms.is_finite() {
         return None;
     }
@@ -509,7 +509,8 @@ fn check_time(ms: Millis) -> Result<(), Rejection> {
     Ok(())
 }
 
-fn parse_time_text(s: &str, tz: &jiff::tz::TimeZone) -> Result<Millis, Rejection> {
+/// A time written as text: RFC 3339 with an offset, else local time in `tz`.
+pub fn parse_time_text(s: &str, tz: &jiff::tz::TimeZone) -> Result<Millis, Rejection> {
     if let Ok(ts) = s.parse::<jiff::Timestamp>() {
         return Ok(ts.as_millisecond());
     }

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use crate::ingest::decode;
 use crate::model::{Millis, Reading};
 
 /// Which element the value column holds.
@@ -130,25 +131,9 @@ pub fn read(spec: &ReplaySpec) -> Result<Vec<Reading>, ReplayError> {
 /// RFC 3339 with an offset, a naive `YYYY-MM-DD[T ]HH:MM[:SS]` in `tz`, or Unix seconds
 /// (milliseconds above 10^11), as the gauge contract reads times.
 pub fn parse_time(text: &str, tz: &jiff::tz::TimeZone) -> Result<Millis, String> {
-    if let Ok(n) = text.parse::<i64>() {
-        return Ok(if n.abs() > 100_000_000_000 {
-            n
-        } else {
-            n * 1000
-        });
-    }
-    if let Ok(ts) = text.parse::<jiff::Timestamp>() {
-        return Ok(ts.as_millisecond());
-    }
-    let naive = text.replacen(' ', "T", 1);
-    match naive.parse::<jiff::civil::DateTime>() {
-        Ok(dt) => dt
-            .to_zoned(tz.clone())
-            .map(|z| z.timestamp().as_millisecond())
-            .map_err(|e| format!("`{text}`: {e}")),
-        Err(_) => Err(format!(
-            "`{text}` is not a time (RFC 3339, `YYYY-MM-DD HH:MM:SS` or Unix seconds)"
-        )),
+    match text.parse::<i64>() {
+        Ok(n) => decode::millis_from_number(n as f64).ok_or_else(|| format!("`{text}`")),
+        Err(_) => decode::parse_time_text(text, tz).map_err(|r| r.detail),
     }
 }
 
