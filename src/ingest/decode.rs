@@ -87,22 +87,39 @@ fn reject(cause: Cause, detail: impl Into<String>) -> Rejection {
 /// Extracts the station id from a topic such as `hydro/62304000/data`: the segment that
 /// stands where the configured filter has its first `+`.
 pub fn station_from_topic<'t>(topic: &'t str, filters: &[String]) -> Option<&'t str> {
-    for filter in filters {
-        let f: Vec<&str> = filter.split('/').collect();
-        let t: Vec<&str> = topic.split('/').collect();
-        let Some(plus) = f.iter().position(|s| *s == "+") else {
-            continue;
-        };
-        let matches = f.iter().enumerate().all(|(i, seg)| match *seg {
-            "#" => true,
-            "+" => t.get(i).is_some(),
-            s => t.get(i) == Some(&s),
-        }) && (f.last() == Some(&"#") || f.len() == t.len());
-        if matches {
-            return t.get(plus).copied().filter(|s| !s.is_empty());
+    filters
+        .iter()
+        .find_map(|filter| match_plus(filter, topic))
+        .filter(|s| !s.is_empty())
+}
+
+/// The topic segment under the filter's first `+`, when the topic matches the filter.
+/// Walks both without allocating: this runs for every message.
+fn match_plus<'t>(filter: &str, topic: &'t str) -> Option<&'t str> {
+    let mut levels = topic.split('/');
+    let mut station = None;
+    let mut has_plus = false;
+    for segment in filter.split('/') {
+        if segment == "#" {
+            return station;
+        }
+        let level = levels.next()?;
+        match segment {
+            "+" => {
+                if !has_plus {
+                    station = Some(level);
+                    has_plus = true;
+                }
+            }
+            s if s == level => {}
+            _ => return None,
         }
     }
-    None
+    // A filter without `#` must use up the whole topic.
+    match levels.next() {
+        None => station,
+        Some(_) => None,
+    }
 }
 
 /// Decodes one message. `topic_station` is the station named by the topic, if any.
