@@ -34,7 +34,6 @@ impl AckToken {
     /// network read buffer, and holding it until the commit would pin that whole buffer.
     pub fn new(connection: u64, mut publish: rumqttc::Publish) -> AckToken {
         publish.payload = Default::default();
-        publish.topic = String::new();
         AckToken {
             connection,
             publish,
@@ -177,12 +176,12 @@ fn inbound(
     settings: &Settings,
     stations: &HashSet<String>,
     filters: &[String],
-    publish: rumqttc::Publish,
+    mut publish: rumqttc::Publish,
     connection: u64,
 ) -> Command {
     let now = now_millis();
     metrics::counter!("hydrowatch_messages_received_total").increment(1);
-    let topic = publish.topic.clone();
+    let topic = std::mem::take(&mut publish.topic);
     let ack_request = settings
         .mqtt
         .ack_topic
