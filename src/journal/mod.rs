@@ -226,15 +226,8 @@ pub fn latest_level(
 
 /// Each station's readings from `span_ms` before its own latest reading onward, in time order:
 /// what the rules need to rebuild their windows at start (observation time, so a replayed
-/// flood from years ago rebuilds too).
-pub fn recent_per_station(conn: &Connection, span_ms: i64) -> Result<Vec<Reading>, JournalError> {
-    let mut out = Vec::new();
-    for_each_recent(conn, span_ms, |r| out.push(r))?;
-    Ok(out)
-}
-
-/// [`recent_per_station`] without collecting: hands each reading to `f` as it is read, so a
-/// start with millions of readings to rebuild does not hold them all in memory at once.
+/// flood from years ago rebuilds too). Each reading goes to `f` as it is read, so a start with
+/// millions of readings to rebuild does not hold them all in memory at once.
 pub fn for_each_recent(
     conn: &Connection,
     span_ms: i64,
@@ -278,15 +271,6 @@ pub fn set_cursor(conn: &Connection, name: &str, seq: i64) -> Result<(), Journal
 pub fn max_reading_seq(conn: &Connection) -> Result<i64, JournalError> {
     Ok(
         conn.query_row("SELECT coalesce(max(seq), 0) FROM readings", [], |r| {
-            r.get(0)
-        })?,
-    )
-}
-
-/// The highest alert-event sequence number committed so far.
-pub fn max_event_seq(conn: &Connection) -> Result<i64, JournalError> {
-    Ok(
-        conn.query_row("SELECT coalesce(max(seq), 0) FROM alert_events", [], |r| {
             r.get(0)
         })?,
     )
