@@ -138,6 +138,8 @@ struct Effects {
     live: Vec<Live>,
     touched: HashSet<String>,
     readings: u64,
+    /// Messages whose readings were committed (the rest of the books: dead letters).
+    messages_stored: u64,
     dead_letters: u64,
     outbox_rows: u64,
     alerts_changed: bool,
@@ -228,6 +230,7 @@ impl Writer {
                 Command::Message(inbound) => {
                     match inbound.decoded {
                         Decoded::Readings(readings) => {
+                            fx.messages_stored += 1;
                             for mut reading in readings {
                                 self.engine.prepare(&mut reading);
                                 insert_reading(
@@ -360,6 +363,7 @@ impl Writer {
 
     fn announce(&mut self, fx: Effects) {
         metrics::counter!("hydrowatch_readings_stored_total").increment(fx.readings);
+        metrics::counter!("hydrowatch_messages_stored_total").increment(fx.messages_stored);
         if let Some(acks) = &self.hooks.acks {
             if !fx.acks.is_empty() {
                 let _ = acks.send(fx.acks);
