@@ -86,7 +86,7 @@ pub async fn run_with_routes(
 
     if settings.broker.embedded {
         // Before the MQTT source, so its first connection attempt finds the broker.
-        crate::broker::start(&settings.broker.listen, settings.limits.max_payload_bytes)
+        crate::broker::start(&settings.broker.listen, settings.limits.max_packet_bytes())
             .await
             .context("starting the embedded MQTT broker")?;
     }
@@ -97,10 +97,6 @@ pub async fn run_with_routes(
         client.clone(),
         settings.clone(),
         commands.clone(),
-        source_status.clone(),
-    ));
-    tasks.spawn(mqtt::acknowledge(
-        client.clone(),
         source_status.clone(),
         ack_rx,
     ));
@@ -205,15 +201,16 @@ fn startup_grace(settings: &Settings) -> Duration {
         .min(Duration::from_secs(30))
 }
 
-/// Hourly: deletes readings received longer ago than the retention window, but never one
-/// that has not yet been forwarded to InfluxDB.
+/// Hourly: deletes readings received longer ago than the retention window (but never one
+/// that has not yet been forwarded to InfluxDB), dead letters and delivered notifications
+/// older than it, in small chunks that never hold the journal's write lock for long.
 async fn retention(settings: Arc<Settings>) {
     let mut interval = tokio::time::interval(Duration::from_secs(3600));
     loop {
         interval.tick().await;
         let s = settings.clone();
-        let result =
-            tokio::task::spawn_blocking(move || -> Result<usize, journal::JournalError> {
+        let result = tokio::task::spawn_blocking(
+            move || -> Result<journal::Pruned, journal::JournalError> {
                 let conn = journal::open(&s.journal.path)?;
                 let forwarded = match s.influxdb {
                     Some(_) => Some(crate::sink::forwarded_seq(&conn)?),
@@ -221,10 +218,16 @@ async fn retention(settings: Arc<Settings>) {
                 };
                 let before = crate::model::now_millis() - s.journal.retention.as_millis() as i64;
                 journal::prune(&conn, before, forwarded)
-            })
-            .await;
+            },
+        )
+        .await;
         match result {
-            Ok(Ok(n)) if n > 0 => tracing::info!(deleted = n, "retention: old readings deleted"),
+            Ok(Ok(n)) if n != journal::Pruned::default() => tracing::info!(
+                readings = n.readings,
+                dead_letters = n.dead_letters,
+                notifications = n.notifications,
+                "retention: old rows deleted"
+            ),
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "retention failed"),
             Err(e) => tracing::warn!(error = %e, "retention task failed"),

@@ -5,6 +5,7 @@
 //! hydrological day, both of which happen at the edges.
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 /// Milliseconds since the Unix epoch, UTC.
 pub type Millis = i64;
@@ -95,5 +96,29 @@ pub fn format_time(ms: Millis, tz: &jiff::tz::TimeZone) -> String {
             zoned.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string()
         }
         Err(_) => ms.to_string(),
+    }
+}
+
+/// What a dead letter keeps of a refused message: its first [`RefusedPayload::HEAD`] bytes,
+/// its length and its SHA-256, so that garbage cannot fill the disk and an operator can
+/// still recognise (and, from the publisher's copy, verify) the message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefusedPayload {
+    pub head: Vec<u8>,
+    pub bytes: usize,
+    pub sha256: String,
+}
+
+impl RefusedPayload {
+    /// Bytes of a refused payload that are kept.
+    pub const HEAD: usize = 4096;
+
+    /// Summarises `payload`.
+    pub fn of(payload: &[u8]) -> RefusedPayload {
+        RefusedPayload {
+            head: payload[..payload.len().min(Self::HEAD)].to_vec(),
+            bytes: payload.len(),
+            sha256: hex::encode(Sha256::digest(payload)),
+        }
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::Stream;
 use serde::{Deserialize, Serialize};
@@ -288,6 +289,8 @@ fn downsample(
 pub struct AlertsQuery {
     pub state: Option<String>,
     pub station: Option<String>,
+    /// Most alerts returned, newest change first (default 500, at most 1000).
+    pub limit: Option<String>,
 }
 
 /// An alert with its events.
@@ -318,6 +321,11 @@ pub async fn alerts(
             return Err(ApiError::not_found(format!("no station `{station}`")));
         }
     }
+    let (limit, _) = PageQuery {
+        limit: q.limit.clone(),
+        before: None,
+    }
+    .parse(500)?;
     let reader = state.reader.clone();
     let station = q.station.clone();
     let views =
@@ -328,7 +336,7 @@ pub async fn alerts(
                 .into_iter()
                 .map(|a| a.alert_id)
                 .collect();
-            for alert in journal::alerts(&conn, only_open, 500)? {
+            for alert in journal::alerts(&conn, only_open, limit)? {
                 if station.as_ref().is_some_and(|s| *s != alert.station) {
                     continue;
                 }
@@ -405,16 +413,30 @@ pub async fn acknowledge(
     // Which teams may acknowledge (the station's, those its stages add, and those an
     // unanswered alert escalated to) is decided by the journal writer, which knows the pages.
     let (reply, answer) = oneshot::channel();
+    // While the journal cannot be written the writer's queue fills: answer 503 in bounded
+    // time instead of holding the request open.
+    let unavailable = || {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the journal is not taking writes right now; try again",
+        )
+    };
     state
         .writer
-        .send(Command::Acknowledge {
-            alert_id: id,
-            team: team.id.clone(),
-            reply,
-        })
+        .send_timeout(
+            Command::Acknowledge {
+                alert_id: id,
+                team: team.id.clone(),
+                reply,
+            },
+            WRITER_WAIT,
+        )
         .await
-        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "journal writer stopped"))?;
-    match answer.await {
+        .map_err(|_| unavailable())?;
+    let answer = tokio::time::timeout(WRITER_WAIT, answer)
+        .await
+        .map_err(|_| unavailable())?;
+    match answer {
         Ok(Ok(event)) => Ok(Json(event)),
         Ok(Err(AckError::AlreadyAcknowledged)) => {
             Err(ApiError::new(StatusCode::CONFLICT, "already acknowledged"))
@@ -430,35 +452,69 @@ pub async fn acknowledge(
     }
 }
 
+/// How long an API request waits for the journal writer before answering 503.
+const WRITER_WAIT: Duration = Duration::from_secs(10);
+
+/// Most items one page of a list holds.
+pub const MAX_PAGE: usize = 1000;
+
 #[derive(Deserialize)]
-pub struct LimitQuery {
+pub struct PageQuery {
     /// Kept as text so that a bad number gets this API's JSON 400, not axum's plain one.
     pub limit: Option<String>,
+    /// The page after the one that ended with this id (newest first: smaller ids).
+    pub before: Option<String>,
 }
 
-/// `GET /api/v1/dead_letters?limit=`: the most recent rejected messages with their reasons.
+impl PageQuery {
+    /// `limit` (default `default`, at most [`MAX_PAGE`]) and `before`.
+    pub fn parse(&self, default: usize) -> Result<(usize, Option<i64>), ApiError> {
+        let number = |name: &str, text: &str| {
+            text.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+                ApiError::bad_request(format!("`{name}` must be a whole number, not `{text}`"))
+            })
+        };
+        let limit = match self.limit.as_deref() {
+            None => default,
+            Some(text) => (number("limit", text)? as usize).min(MAX_PAGE),
+        };
+        let before = self
+            .before
+            .as_deref()
+            .map(|t| number("before", t))
+            .transpose()?;
+        Ok((limit, before))
+    }
+}
+
+/// `GET /api/v1/dead_letters?limit=&before=`: rejected messages with their reasons, newest
+/// first, a page at a time (`limit` at most 1000; `before` = the last id of the previous
+/// page, also given in the `Link: <...>; rel="next"` header).
 pub async fn dead_letters(
     State(state): State<AppState>,
-    Query(q): Query<LimitQuery>,
-) -> Result<Json<Vec<journal::DeadLetter>>, ApiError> {
-    let limit = match q.limit.as_deref() {
-        None => 100,
-        Some(text) => text
-            .parse::<usize>()
-            .map_err(|_| {
-                ApiError::bad_request(format!("`limit` must be a whole number, not `{text}`"))
-            })?
-            .min(10_000),
-    };
+    Query(q): Query<PageQuery>,
+) -> Result<Response, ApiError> {
+    let (limit, before) = q.parse(100)?;
     let reader = state.reader.clone();
-    tokio::task::spawn_blocking(move || {
+    let page = tokio::task::spawn_blocking(move || {
         let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
-        journal::dead_letters(&conn, limit)
+        journal::dead_letters(&conn, limit, before)
     })
     .await
     .map_err(|e| ApiError::internal(e.to_string()))?
-    .map(Json)
-    .map_err(|e| ApiError::internal(e.to_string()))
+    .map_err(|e| ApiError::internal(e.to_string()))?;
+    let next = match page.last() {
+        Some(last) if page.len() == limit => Some(format!(
+            "</api/v1/dead_letters?limit={limit}&before={}>; rel=\"next\"",
+            last.id
+        )),
+        _ => None,
+    };
+    let mut response = Json(page).into_response();
+    if let Some(link) = next.and_then(|l| header::HeaderValue::from_str(&l).ok()) {
+        response.headers_mut().insert(header::LINK, link);
+    }
+    Ok(response)
 }
 
 /// `GET /api/v1/events`: server-sent events `reading` and `alert` as they are committed.

@@ -110,6 +110,13 @@ async fn readyz(State(state): State<AppState>) -> Response {
     if state.writer.is_closed() {
         return (StatusCode::SERVICE_UNAVAILABLE, "journal writer stopped").into_response();
     }
+    if state.shared.journal_paused.load(Ordering::SeqCst) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the journal cannot be written (disk full or I/O error); ingestion paused",
+        )
+            .into_response();
+    }
     if !state.source.subscribed.load(Ordering::SeqCst) {
         return (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -44,12 +44,13 @@ pub struct EmbeddedBroker {
 
 /// The rumqttd configuration: one MQTT 3.1.1 listener, limits generous enough for a county's
 /// gauges and a backlog flush after an outage, and no persistence.
-pub fn config(listen: SocketAddr, max_payload_bytes: usize) -> Config {
+pub fn config(listen: SocketAddr, max_packet_bytes: usize) -> Config {
     let connections = ConnectionSettings {
         connection_timeout_ms: 60_000,
-        // The payload limit hydrowatch enforces itself is checked in the decoder, where a too
-        // large message becomes a dead letter; the broker only needs to let it through.
-        max_payload_size: max_payload_bytes + 64 * 1024,
+        // hydrowatch's own payload limit is checked in the decoder, where a too large message
+        // becomes a dead letter; the broker caps packets at what the MQTT source accepts
+        // (`Limits::max_packet_bytes`), so that nothing it delivers can break the connection.
+        max_payload_size: max_packet_bytes,
         max_inflight_count: 500,
         auth: None,
         external_auth: None,
@@ -81,14 +82,14 @@ pub fn config(listen: SocketAddr, max_payload_bytes: usize) -> Config {
 }
 
 /// Starts rumqttd on `listen` and returns once the port accepts connections.
-pub async fn start(listen: &str, max_payload_bytes: usize) -> Result<EmbeddedBroker, BrokerError> {
+pub async fn start(listen: &str, max_packet_bytes: usize) -> Result<EmbeddedBroker, BrokerError> {
     let addr: SocketAddr = listen
         .parse()
         .map_err(|_| BrokerError::Listen(listen.to_string()))?;
     // rumqttd only logs a failed bind from its listener thread; binding first here turns a
     // taken port into a clear error.
     drop(std::net::TcpListener::bind(addr).map_err(|e| BrokerError::InUse(addr, e))?);
-    let config = config(addr, max_payload_bytes);
+    let config = config(addr, max_packet_bytes);
     let thread = std::thread::Builder::new()
         .name("embedded-broker".into())
         .spawn(move || {

@@ -87,6 +87,8 @@ pub struct InfluxSettings {
     pub token: Option<String>,
     pub batch_size: usize,
     pub flush_interval: Duration,
+    /// Longest one write may take (a hung server counts as down, not as slow).
+    pub timeout: Duration,
 }
 
 /// The embedded store.
@@ -135,6 +137,19 @@ pub struct Limits {
     pub max_payload_bytes: usize,
     pub max_readings_per_message: usize,
     pub future_tolerance: Duration,
+    /// The newest this many dead letters are kept; older ones are deleted first.
+    pub max_dead_letters: usize,
+}
+
+impl Limits {
+    /// The largest MQTT packet hydrowatch accepts from the broker: four times the payload
+    /// limit, so that a message too large to decode still arrives and becomes a `too_large`
+    /// dead letter instead of breaking the connection. Brokers in front of hydrowatch must
+    /// cap packets at or below this (`max_packet_size` in Mosquitto; the embedded broker
+    /// does so itself).
+    pub fn max_packet_bytes(&self) -> usize {
+        self.max_payload_bytes.saturating_mul(4)
+    }
 }
 
 /// A named level. In a [`StageLadder`] the order is the severity.

@@ -32,6 +32,7 @@ late_after = "1h"
 max_payload_bytes = 1048576
 max_readings_per_message = 10000
 future_tolerance = "5m"
+max_dead_letters = 100000
 "#;
 
 #[derive(Debug, Deserialize)]
@@ -85,6 +86,8 @@ pub struct RawInflux {
     pub bucket: Option<String>,
     pub batch_size: Option<usize>,
     pub flush_interval: Option<String>,
+    /// Longest one write may take before it counts as failed.
+    pub timeout: Option<String>,
 }
 
 fn default_api() -> String {
@@ -148,6 +151,7 @@ pub struct RawLimits {
     pub max_payload_bytes: usize,
     pub max_readings_per_message: usize,
     pub future_tolerance: String,
+    pub max_dead_letters: usize,
 }
 
 #[derive(Debug, Deserialize)]

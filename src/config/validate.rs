@@ -117,7 +117,18 @@ pub(super) fn validate(raw: RawSettings, origins: &Origins) -> Result<Settings, 
         future_tolerance: cx.duration(&raw.limits.future_tolerance, |c, m| {
             c.section("limits", "future_tolerance", m)
         }),
+        max_dead_letters: raw.limits.max_dead_letters,
     };
+    if limits.max_payload_bytes < 1024 {
+        cx.section("limits", "max_payload_bytes", "must be at least 1024 bytes");
+    }
+    if limits.max_dead_letters == 0 {
+        cx.section(
+            "limits",
+            "max_dead_letters",
+            "must be at least 1: dead letters are how bad messages stay visible",
+        );
+    }
 
     let mut team_ids = HashSet::new();
     for t in &raw.teams {
@@ -306,12 +317,20 @@ fn influx(cx: &mut Ctx, raw: super::raw::RawInflux) -> InfluxSettings {
         Some(t) => cx.duration(t, |c, m| c.section("influxdb", "flush_interval", m)),
         None => Duration::from_millis(200),
     };
+    let timeout = match &raw.timeout {
+        Some(t) => cx.duration(t, |c, m| c.section("influxdb", "timeout", m)),
+        None => Duration::from_secs(30),
+    };
+    if timeout.is_zero() {
+        cx.section("influxdb", "timeout", "must be above zero");
+    }
     InfluxSettings {
         url,
         api,
         token,
         batch_size: raw.batch_size.unwrap_or(5000).max(1),
         flush_interval,
+        timeout,
     }
 }
 

@@ -55,6 +55,9 @@ pub enum Cause {
     NoElement,
     /// An acknowledgement on the MQTT ack topic with a wrong team token.
     Unauthorized,
+    /// The message decoded, but the journal refused to store it even on its own (a fault of
+    /// hydrowatch's, isolated so that it cannot hold back the messages behind it).
+    Unstorable,
 }
 
 impl Cause {
@@ -73,6 +76,7 @@ impl Cause {
             Cause::BadValue => "bad_value",
             Cause::NoElement => "no_element",
             Cause::Unauthorized => "unauthorized",
+            Cause::Unstorable => "unstorable",
         }
     }
 }

@@ -5,21 +5,37 @@
 //! Every ConnAck triggers a fresh subscription, whatever the broker says about the session:
 //! a broker restarted without its state would otherwise leave hydrowatch connected and deaf
 //! (the "silent stall" most MQTT ingest setups suffer from).
+//!
+//! Acknowledgements are queued by the same task that polls the event loop, between two
+//! steps of one `poll`, never across a reconnect: a broker that lost its state reuses packet
+//! ids, and an acknowledgement meant for the old connection would acknowledge an
+//! uncommitted message on the new one. (rumqttc drops queued acknowledgements when a
+//! connection fails, and the connection only changes when `poll` returns.)
+//!
+//! The client accepts packets up to four times `limits.max_payload_bytes`, so that a message
+//! too large to decode arrives and is dead-lettered (`too_large`) instead of breaking the
+//! connection; a broker that lets even larger packets through is met by raising the limit
+//! for the next connection, because otherwise its redelivery of that one message would stop
+//! ingestion for good.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rumqttc::{
-    AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, TlsConfiguration, Transport,
+    AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Packet, QoS, StateError,
+    TlsConfiguration, Transport,
 };
 use tokio::sync::mpsc;
 
 use super::decode::{decode, station_from_topic, Cause, DecodeContext, Rejection};
 use crate::config::Settings;
 use crate::journal::writer::{Command, Decoded, Inbound};
-use crate::model::now_millis;
+use crate::model::{now_millis, RefusedPayload};
+
+/// MQTT's own ceiling on a packet (the remaining length field's maximum).
+const MQTT_MAX_PACKET: usize = 268_435_455;
 
 /// A committed message to acknowledge, tagged with the connection it arrived on: an
 /// acknowledgement must never reach a later connection, where the same packet id may name
@@ -68,7 +84,7 @@ pub fn client(settings: &Settings) -> Result<(AsyncClient, EventLoop), SourceErr
         .set_keep_alive(m.keep_alive.max(Duration::from_secs(5)))
         .set_clean_session(false)
         .set_manual_acks(true)
-        .set_max_packet_size(settings.limits.max_payload_bytes + 4096, 1024 * 1024)
+        .set_max_packet_size(settings.limits.max_packet_bytes(), 1024 * 1024)
         .set_inflight(100);
     if let Some(user) = &m.username {
         options.set_credentials(user, m.password.clone().unwrap_or_default());
@@ -95,25 +111,41 @@ pub fn client(settings: &Settings) -> Result<(AsyncClient, EventLoop), SourceErr
     Ok(AsyncClient::new(options, 1024))
 }
 
-/// Polls the event loop forever: decodes each publish, hands it to the journal writer, and
-/// resubscribes on every connection.
+/// Polls the event loop forever: decodes each publish, hands it to the journal writer,
+/// acknowledges what the writer committed, and resubscribes on every connection.
 pub async fn run(
     mut eventloop: EventLoop,
     client: AsyncClient,
     settings: Arc<Settings>,
     writer: mpsc::Sender<Command>,
     status: Arc<SourceStatus>,
+    mut committed: mpsc::UnboundedReceiver<Vec<AckToken>>,
 ) {
     let stations: HashSet<String> = settings.stations.iter().map(|s| s.id.clone()).collect();
     let mut topics = settings.mqtt.topics.clone();
     if let Some(ack) = &settings.mqtt.ack_topic {
         topics.push(format!("{}/+", ack.trim_end_matches('/')));
     }
+    let mut acks = Acknowledgements::default();
     let mut backoff = Duration::from_millis(200);
     loop {
-        match eventloop.poll().await {
+        // The poll future is never dropped before it completes (rumqttc's poll is not
+        // cancel-safe); committed messages are acknowledged while it waits.
+        let event = {
+            let poll = eventloop.poll();
+            tokio::pin!(poll);
+            loop {
+                acks.flush(&client);
+                tokio::select! {
+                    event = &mut poll => break event,
+                    Some(group) = committed.recv() => acks.add(&status, group),
+                }
+            }
+        };
+        match event {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 backoff = Duration::from_millis(200);
+                acks.clear();
                 status.connection.fetch_add(1, Ordering::SeqCst);
                 status.connected.store(true, Ordering::SeqCst);
                 status.subscribed.store(false, Ordering::SeqCst);
@@ -156,6 +188,7 @@ pub async fn run(
             }
             Ok(_) => {}
             Err(e) => {
+                acks.clear();
                 if status.connected.swap(false, Ordering::SeqCst) {
                     tracing::warn!(error = %e, "lost the MQTT connection; reconnecting");
                 } else {
@@ -163,10 +196,74 @@ pub async fn run(
                 }
                 status.subscribed.store(false, Ordering::SeqCst);
                 metrics::gauge!("hydrowatch_mqtt_connected").set(0.0);
+                if let Some(size) = oversized(&e) {
+                    metrics::counter!("hydrowatch_mqtt_oversized_total").increment(1);
+                    tracing::error!(
+                        packet_bytes = size,
+                        limit = eventloop.mqtt_options.max_packet_size(),
+                        "the broker delivered a packet larger than hydrowatch accepts: it would redeliver it \
+                         forever, so the limit is raised to MQTT's maximum until restart; cap the broker's \
+                         packets (Mosquitto: max_packet_size) at four times limits.max_payload_bytes"
+                    );
+                    eventloop
+                        .mqtt_options
+                        .set_max_packet_size(MQTT_MAX_PACKET, 1024 * 1024);
+                    continue; // reconnect at once: the message is waiting
+                }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(30));
             }
         }
+    }
+}
+
+/// The size of a packet the client refused for its size, if that is what broke the
+/// connection.
+fn oversized(e: &ConnectionError) -> Option<usize> {
+    match e {
+        ConnectionError::MqttState(StateError::Deserialization(
+            rumqttc::mqttbytes::Error::PayloadSizeLimitExceeded(size),
+        )) => Some(*size),
+        _ => None,
+    }
+}
+
+/// Committed messages waiting to be acknowledged on the connection they arrived on.
+#[derive(Default)]
+struct Acknowledgements {
+    queue: VecDeque<rumqttc::Publish>,
+}
+
+impl Acknowledgements {
+    /// Queues a committed group, keeping only messages of the current connection: the
+    /// broker redelivers the others (already committed: the journal ignores the duplicate).
+    fn add(&mut self, status: &SourceStatus, group: Vec<AckToken>) {
+        let current = status.connection.load(Ordering::SeqCst);
+        if !status.connected.load(Ordering::SeqCst) {
+            return;
+        }
+        self.queue.extend(
+            group
+                .into_iter()
+                .filter(|t| t.connection == current)
+                .map(|t| t.publish),
+        );
+    }
+
+    /// Hands queued acknowledgements to the client while its request channel has room; the
+    /// event loop drains that channel as it polls.
+    fn flush(&mut self, client: &AsyncClient) {
+        while let Some(publish) = self.queue.front() {
+            if client.try_ack(publish).is_err() {
+                return;
+            }
+            self.queue.pop_front();
+        }
+    }
+
+    /// The connection changed: what is queued belongs to the old one.
+    fn clear(&mut self) {
+        self.queue.clear();
     }
 }
 
@@ -193,7 +290,7 @@ fn inbound(
             Ok(d) => d,
             Err(rejection) => Decoded::Rejected {
                 rejection,
-                payload: publish.payload.to_vec(),
+                payload: redacted(&publish.payload),
             },
         };
         return Command::Message(Inbound {
@@ -219,7 +316,7 @@ fn inbound(
         }
         Err(rejection) => Decoded::Rejected {
             rejection,
-            payload: publish.payload.to_vec(),
+            payload: RefusedPayload::of(&publish.payload),
         },
     };
     Command::Message(Inbound {
@@ -261,23 +358,38 @@ fn mqtt_acknowledgement(
     })
 }
 
-/// Sends acknowledgements for committed messages, in order, skipping those that arrived on
-/// an earlier connection (the broker redelivers them; they are already committed, and the
-/// journal ignores the duplicate).
-pub async fn acknowledge(
-    client: AsyncClient,
-    status: Arc<SourceStatus>,
-    mut committed: mpsc::UnboundedReceiver<Vec<AckToken>>,
-) {
-    while let Some(group) = committed.recv().await {
-        let current = status.connection.load(Ordering::SeqCst);
-        for token in group {
-            if token.connection != current {
-                continue;
+/// What a dead letter keeps of a refused acknowledgement: the token never reaches the
+/// journal. The JSON with `token` replaced, or only a note when it is not a JSON object; the
+/// length is the original's, the hash the redacted text's (a hash of a token would let
+/// anyone who reads dead letters test guesses against it).
+fn redacted(payload: &[u8]) -> RefusedPayload {
+    let text = match serde_json::from_slice::<serde_json::Value>(payload) {
+        Ok(serde_json::Value::Object(mut object)) => {
+            if let Some(token) = object.get_mut("token") {
+                *token = serde_json::Value::String("[redacted]".into());
             }
-            if client.ack(&token.publish).await.is_err() {
-                return;
-            }
+            serde_json::Value::Object(object).to_string()
         }
+        _ => "[redacted: an acknowledgement that is not a JSON object]".to_string(),
+    };
+    RefusedPayload {
+        bytes: payload.len(),
+        ..RefusedPayload::of(text.as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_acknowledgements_never_keep_the_token() {
+        let kept = redacted(br#"{"team": "t", "token": "s3cret-token"}"#);
+        let text = String::from_utf8(kept.head).expect("utf-8");
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(text.contains("[redacted]") && text.contains("\"team\":\"t\""));
+        let kept = redacted(b"team=t token=s3cret-token");
+        assert!(!String::from_utf8_lossy(&kept.head).contains("s3cret"));
+        assert_eq!(kept.bytes, 25);
     }
 }

@@ -61,13 +61,17 @@ CREATE TABLE IF NOT EXISTS cursors (
     seq  INTEGER NOT NULL
 );
 
+-- A refused message: at most its first 4 KiB (`payload`), with the whole payload's length
+-- and SHA-256. Bounded by retention and by `limits.max_dead_letters` (oldest first).
 CREATE TABLE IF NOT EXISTS dead_letters (
     id          INTEGER PRIMARY KEY,
     received_ms INTEGER NOT NULL,
     topic       TEXT    NOT NULL,
     payload     BLOB    NOT NULL,
     cause       TEXT    NOT NULL,
-    detail      TEXT    NOT NULL
+    detail      TEXT    NOT NULL,
+    bytes       INTEGER NOT NULL DEFAULT 0,
+    sha256      TEXT    NOT NULL DEFAULT ''
 );
 
 CREATE TABLE IF NOT EXISTS alerts (
@@ -137,7 +141,59 @@ pub fn open(path: &Path) -> Result<Connection, JournalError> {
          PRAGMA foreign_keys = OFF;",
     )?;
     conn.execute_batch(SCHEMA)?;
+    migrate(&conn)?;
     Ok(conn)
+}
+
+/// Brings a journal written by an earlier version up to this schema.
+fn migrate(conn: &Connection) -> Result<(), JournalError> {
+    let has_bytes: bool = conn.query_row(
+        "SELECT count(*) FROM pragma_table_info('dead_letters') WHERE name = 'bytes'",
+        [],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if !has_bytes {
+        let tx = immediate(conn)?;
+        tx.execute_batch(
+            "ALTER TABLE dead_letters ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+             ALTER TABLE dead_letters ADD COLUMN sha256 TEXT NOT NULL DEFAULT '';
+             UPDATE dead_letters SET bytes = length(payload), payload = substr(payload, 1, 4096);",
+        )?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// Starts a write transaction that takes the write lock at once (`BEGIN IMMEDIATE`). A
+/// deferred transaction that reads first cannot upgrade to a writer once another connection
+/// has committed meanwhile, and SQLite's busy timeout does not help it then: every
+/// transaction in hydrowatch that writes starts here, so contention only ever waits.
+pub fn immediate(conn: &Connection) -> Result<rusqlite::Transaction<'_>, JournalError> {
+    Ok(rusqlite::Transaction::new_unchecked(
+        conn,
+        rusqlite::TransactionBehavior::Immediate,
+    )?)
+}
+
+/// Whether an error is the kind that goes away by itself (disk full, I/O error, lock held
+/// too long): the writer pauses and retries those, and isolates anything else.
+pub fn is_transient(e: &JournalError) -> bool {
+    use rusqlite::ErrorCode::*;
+    match e {
+        JournalError::Sql(rusqlite::Error::SqliteFailure(f, _)) => matches!(
+            f.code,
+            DiskFull
+                | SystemIoFailure
+                | DatabaseBusy
+                | DatabaseLocked
+                | CannotOpen
+                | ReadOnly
+                | OutOfMemory
+                | FileLockingProtocolFailed
+        ),
+        JournalError::Open { .. } | JournalError::Directory { .. } => true,
+        _ => false,
+    }
 }
 
 /// A stored reading with its forwarding sequence number.
@@ -389,23 +445,76 @@ pub struct DeadLetter {
     pub id: i64,
     pub received_ms: Millis,
     pub topic: String,
+    /// The payload's first 4 KiB, as text (invalid UTF-8 replaced).
     pub payload: String,
+    /// The whole payload's length in bytes.
+    pub payload_bytes: i64,
+    /// The whole payload's SHA-256, hex.
+    pub payload_sha256: String,
+    /// True when `payload` is only the beginning of the message.
+    pub truncated: bool,
     pub cause: String,
     pub detail: String,
 }
 
-/// The most recent dead letters, newest first.
-pub fn dead_letters(conn: &Connection, limit: usize) -> Result<Vec<DeadLetter>, JournalError> {
-    let mut stmt = conn.prepare(
-        "SELECT id, received_ms, topic, payload, cause, detail FROM dead_letters ORDER BY id DESC LIMIT ?1",
+/// Stores a refused message, then deletes the oldest ones beyond `keep`.
+pub fn insert_dead_letter(
+    conn: &Connection,
+    received_ms: Millis,
+    topic: &str,
+    payload: &crate::model::RefusedPayload,
+    cause: &str,
+    detail: &str,
+) -> Result<i64, JournalError> {
+    conn.prepare_cached(
+        "INSERT INTO dead_letters (received_ms, topic, payload, cause, detail, bytes, sha256)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        received_ms,
+        topic,
+        payload.head,
+        cause,
+        detail,
+        payload.bytes as i64,
+        payload.sha256
+    ])?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Keeps the newest `keep` dead letters: ids only grow, so everything at or below
+/// `newest - keep` goes.
+pub fn cap_dead_letters(
+    conn: &Connection,
+    newest: i64,
+    keep: usize,
+) -> Result<usize, JournalError> {
+    Ok(conn
+        .prepare_cached("DELETE FROM dead_letters WHERE id <= ?1")?
+        .execute([newest - keep as i64])?)
+}
+
+/// Dead letters newest first, at most `limit`, older than id `before` when given (paging).
+pub fn dead_letters(
+    conn: &Connection,
+    limit: usize,
+    before: Option<i64>,
+) -> Result<Vec<DeadLetter>, JournalError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, received_ms, topic, payload, cause, detail, bytes, sha256 FROM dead_letters
+         WHERE id < ?2 ORDER BY id DESC LIMIT ?1",
     )?;
-    let rows = stmt.query_map([limit as i64], |r| {
+    let rows = stmt.query_map(params![limit as i64, before.unwrap_or(i64::MAX)], |r| {
         let payload: Vec<u8> = r.get(3)?;
+        let bytes: i64 = r.get(6)?;
         Ok(DeadLetter {
             id: r.get(0)?,
             received_ms: r.get(1)?,
             topic: r.get(2)?,
+            truncated: (payload.len() as i64) < bytes,
             payload: String::from_utf8_lossy(&payload).into_owned(),
+            payload_bytes: bytes,
+            payload_sha256: r.get(7)?,
             cause: r.get(4)?,
             detail: r.get(5)?,
         })
@@ -423,28 +532,69 @@ pub fn station_states(conn: &Connection) -> Result<Vec<StationState>, JournalErr
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Deletes readings received before `before_ms` that every consumer has passed: retention
-/// never deletes a reading that has not been forwarded.
+/// Rows one retention statement deletes at most: each chunk is its own short write
+/// transaction, so the journal writer never waits long behind retention.
+const PRUNE_CHUNK: i64 = 2000;
+
+/// What retention deleted.
+#[derive(Debug, Default, PartialEq)]
+pub struct Pruned {
+    pub readings: usize,
+    pub dead_letters: usize,
+    pub notifications: usize,
+}
+
+/// Deletes readings received before `before_ms` that every consumer has passed (retention
+/// never deletes a reading that has not been forwarded), dead letters received before it,
+/// and delivered notifications older than it, in small chunks.
 pub fn prune(
     conn: &Connection,
     before_ms: Millis,
     forwarded_seq: Option<i64>,
+) -> Result<Pruned, JournalError> {
+    let until_seq = forwarded_seq.unwrap_or(i64::MAX);
+    Ok(Pruned {
+        readings: in_chunks(|| {
+            Ok(conn
+                .prepare_cached(
+                    "DELETE FROM readings WHERE (station, time_ms) IN (
+                       SELECT station, time_ms FROM readings
+                       WHERE seq <= ?2 AND received_ms < ?1 ORDER BY seq LIMIT ?3)",
+                )?
+                .execute(params![before_ms, until_seq, PRUNE_CHUNK])?)
+        })?,
+        dead_letters: in_chunks(|| {
+            Ok(conn
+                .prepare_cached(
+                    "DELETE FROM dead_letters WHERE id IN (
+                       SELECT id FROM dead_letters WHERE received_ms < ?1 ORDER BY id LIMIT ?2)",
+                )?
+                .execute(params![before_ms, PRUNE_CHUNK])?)
+        })?,
+        notifications: in_chunks(|| {
+            Ok(conn
+                .prepare_cached(
+                    "DELETE FROM outbox WHERE id IN (
+                       SELECT id FROM outbox WHERE delivered_ms IS NOT NULL AND delivered_ms < ?1
+                       ORDER BY id LIMIT ?2)",
+                )?
+                .execute(params![before_ms, PRUNE_CHUNK])?)
+        })?,
+    })
+}
+
+/// Runs one chunked delete until it deletes nothing more; returns the total.
+fn in_chunks(
+    mut chunk: impl FnMut() -> Result<usize, JournalError>,
 ) -> Result<usize, JournalError> {
-    let n = match forwarded_seq {
-        Some(seq) => conn.execute(
-            "DELETE FROM readings WHERE received_ms < ?1 AND seq <= ?2",
-            params![before_ms, seq],
-        )?,
-        None => conn.execute(
-            "DELETE FROM readings WHERE received_ms < ?1",
-            params![before_ms],
-        )?,
-    };
-    conn.execute(
-        "DELETE FROM outbox WHERE delivered_ms IS NOT NULL AND delivered_ms < ?1",
-        params![before_ms],
-    )?;
-    Ok(n)
+    let mut total = 0;
+    loop {
+        let n = chunk()?;
+        total += n;
+        if n < PRUNE_CHUNK as usize {
+            return Ok(total);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -492,7 +642,7 @@ mod tests {
         insert(&conn, "s", 2000, 2, 10, Some(2.0), None);
         insert(&conn, "s", 3000, 3, 99, Some(3.0), None);
         // Old enough: the first two. Forwarded: only the first.
-        assert_eq!(prune(&conn, 50, Some(1)).unwrap(), 1);
+        assert_eq!(prune(&conn, 50, Some(1)).unwrap().readings, 1);
         let left: Vec<i64> = readings_after(&conn, 0, 10)
             .unwrap()
             .iter()
@@ -500,7 +650,7 @@ mod tests {
             .collect();
         assert_eq!(left, [2, 3]);
         // Without InfluxDB there is no cursor to respect.
-        assert_eq!(prune(&conn, 50, None).unwrap(), 1);
+        assert_eq!(prune(&conn, 50, None).unwrap().readings, 1);
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! the broker redelivers the message).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -21,9 +22,9 @@ use tokio::sync::{broadcast, mpsc, oneshot, Notify};
 use super::JournalError;
 use crate::alerts::{Alert, AlertEvent, AlertState};
 use crate::config::Settings;
-use crate::ingest::decode::Rejection;
+use crate::ingest::decode::{Cause, Rejection};
 use crate::ingest::mqtt::AckToken;
-use crate::model::{now_millis, Millis, Reading};
+use crate::model::{now_millis, Millis, Reading, RefusedPayload};
 use crate::rules::{AckError, Engine, StationStatus};
 
 /// Most commands committed in one transaction.
@@ -79,7 +80,8 @@ pub enum Decoded {
     Readings(Vec<Reading>),
     Rejected {
         rejection: Rejection,
-        payload: Vec<u8>,
+        /// What the dead letter keeps of the payload (secrets already redacted).
+        payload: RefusedPayload,
     },
     /// An app acknowledged an alert over MQTT (token already checked).
     Acknowledge {
@@ -102,6 +104,9 @@ pub enum Live {
 pub struct Shared {
     pub statuses: RwLock<HashMap<String, StationStatus>>,
     pub open_alerts: RwLock<Vec<Alert>>,
+    /// The journal cannot be written (disk full, I/O error): ingestion waits, `/readyz` says
+    /// so, and the writer retries until it can commit again.
+    pub journal_paused: AtomicBool,
 }
 
 /// Where the writer tells others that something was committed.
@@ -115,44 +120,19 @@ pub struct Hooks {
     pub dispatcher: Arc<Notify>,
 }
 
-/// The writer and everything it owns.
-pub struct Writer {
-    conn: Connection,
+/// The rules' in-memory state, exactly as the journal's committed content implies: rebuilt
+/// from the journal at start and again whenever a commit fails, so that a transaction that
+/// was rolled back leaves no trace in memory either.
+struct RuleState {
     engine: Engine,
-    settings: Arc<Settings>,
-    shared: Arc<Shared>,
-    hooks: Hooks,
-    next_seq: i64,
+    /// The last snapshot stored per station, to store only changes.
     snapshots: HashMap<String, serde_json::Value>,
-    log_limiter: LogLimiter,
+    next_seq: i64,
 }
 
-/// Where an acknowledgement's outcome is sent.
-pub type AckReply = oneshot::Sender<Result<AlertEvent, AckError>>;
-
-/// Outcome of one commit, published after it is durable.
-#[derive(Default)]
-struct Effects {
-    acks: Vec<AckToken>,
-    replies: Vec<(AckReply, Result<AlertEvent, AckError>)>,
-    live: Vec<Live>,
-    touched: HashSet<String>,
-    readings: u64,
-    /// Messages whose readings were committed (the rest of the books: dead letters).
-    messages_stored: u64,
-    dead_letters: u64,
-    outbox_rows: u64,
-    alerts_changed: bool,
-}
-
-impl Writer {
-    /// Opens the journal and rebuilds the rules' state from it.
-    pub fn open(
-        settings: Arc<Settings>,
-        shared: Arc<Shared>,
-        hooks: Hooks,
-    ) -> Result<Writer, JournalError> {
-        let conn = super::open(&settings.journal.path)?;
+impl RuleState {
+    /// Rebuilds the rules' state from what the journal holds.
+    fn load(conn: &Connection, settings: &Settings) -> Result<RuleState, JournalError> {
         let mut engine = Engine::new(&settings.rules, &settings.stations);
         let span = settings
             .stations
@@ -162,14 +142,14 @@ impl Writer {
             .unwrap_or(Duration::ZERO)
             .max(Duration::from_secs(3600))
             + Duration::from_secs(3600);
-        super::for_each_recent(&conn, span.as_millis() as i64, |reading| {
+        super::for_each_recent(conn, span.as_millis() as i64, |reading| {
             engine.warm(&reading)
         })?;
-        for alert in super::open_alerts(&conn)? {
+        for alert in super::open_alerts(conn)? {
             engine.restore_alert(alert);
         }
         let mut snapshots = HashMap::new();
-        for (station, last_seen, snapshot) in super::station_states(&conn)? {
+        for (station, last_seen, snapshot) in super::station_states(conn)? {
             if let Some(ms) = last_seen {
                 engine.restore_last_seen(&station, ms);
             }
@@ -179,25 +159,76 @@ impl Writer {
                 snapshots.insert(station, value);
             }
         }
-        let next_seq = super::max_reading_seq(&conn)? + 1;
+        Ok(RuleState {
+            engine,
+            snapshots,
+            next_seq: super::max_reading_seq(conn)? + 1,
+        })
+    }
+}
+
+/// The writer and everything it owns.
+pub struct Writer {
+    conn: Connection,
+    state: RuleState,
+    /// The in-memory state may be ahead of the journal (a commit failed): reload first.
+    stale: bool,
+    settings: Arc<Settings>,
+    shared: Arc<Shared>,
+    hooks: Hooks,
+    log_limiter: LogLimiter,
+}
+
+/// Where an acknowledgement's outcome is sent.
+pub type AckReply = oneshot::Sender<Result<AlertEvent, AckError>>;
+
+/// Outcome of one commit, published after it is durable.
+#[derive(Default)]
+struct Effects {
+    /// One per `Command::Acknowledge`, in order.
+    ack_results: Vec<Result<AlertEvent, AckError>>,
+    live: Vec<Live>,
+    touched: HashSet<String>,
+    readings: u64,
+    /// Messages whose readings were committed (the rest of the books: dead letters).
+    messages_stored: u64,
+    /// (cause, topic, detail) of each dead letter, for metrics and the rate-limited log.
+    dead_letters: Vec<(&'static str, String, String)>,
+    outbox_rows: u64,
+    /// The state of each alert event recorded, for metrics.
+    events: Vec<&'static str>,
+}
+
+/// Slowest retry of a failing commit.
+const MAX_RETRY: Duration = Duration::from_secs(5);
+/// A group that fails this often for a reason that is not transient is committed one
+/// command at a time, so that one poison command cannot hold back the rest.
+const ISOLATE_AFTER: u32 = 3;
+
+impl Writer {
+    /// Opens the journal and rebuilds the rules' state from it.
+    pub fn open(
+        settings: Arc<Settings>,
+        shared: Arc<Shared>,
+        hooks: Hooks,
+    ) -> Result<Writer, JournalError> {
+        let conn = super::open(&settings.journal.path)?;
+        let state = RuleState::load(&conn, &settings)?;
         let writer = Writer {
             conn,
-            engine,
+            state,
+            stale: false,
             settings,
             shared,
             hooks,
-            next_seq,
-            snapshots,
             log_limiter: LogLimiter::default(),
         };
         writer.publish_state(None, true);
         Ok(writer)
     }
 
-    /// Commits commands until the channel closes. Returns an error only when the journal can
-    /// no longer be written: the caller must stop the process, because the in-memory rule
-    /// state has moved past what is durable (nothing unacknowledged is lost: the broker
-    /// redelivers).
+    /// Commits commands until the channel closes. A journal that cannot be written pauses
+    /// the writer (and, through the bounded channel, ingestion) until it can be again.
     pub fn run(mut self, mut rx: mpsc::Receiver<Command>) -> Result<(), JournalError> {
         while let Some(first) = rx.blocking_recv() {
             let mut readings = first.readings();
@@ -212,188 +243,249 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.commit_group(group)?;
+            self.commit(group);
         }
         Ok(())
     }
 
-    /// Commits one group of commands in one transaction, then announces the effects.
-    pub fn commit_group(&mut self, group: Vec<Command>) -> Result<(), JournalError> {
+    /// Commits one group, however long that takes: a write error (disk full, I/O error)
+    /// rolls the transaction back, brings the rules' state back to what was committed, and
+    /// tries the same group again with backoff. Nothing is acknowledged meanwhile, so
+    /// nothing is lost, and nothing is evaluated twice.
+    pub fn commit(&mut self, group: Vec<Command>) {
+        let mut failures = 0_u32;
+        loop {
+            let attempt = match self.reload_if_stale() {
+                Ok(()) => self.commit_group(&group),
+                Err(e) => Err(e),
+            };
+            match attempt {
+                Ok(fx) => {
+                    if failures > 0 {
+                        self.shared.journal_paused.store(false, Ordering::SeqCst);
+                        tracing::info!(failures, "journal writable again; ingestion resumes");
+                    }
+                    self.announce(group, fx);
+                    return;
+                }
+                Err(e) => {
+                    failures += 1;
+                    self.stale = true;
+                    self.shared.journal_paused.store(true, Ordering::SeqCst);
+                    metrics::counter!("hydrowatch_journal_write_errors_total").increment(1);
+                    if self.log_limiter.allow("journal_write", now_millis()) {
+                        tracing::error!(error = %e, failures,
+                            "cannot write the journal; ingestion paused, retrying (logged at most once a minute)");
+                    }
+                    if failures >= ISOLATE_AFTER && !super::is_transient(&e) && group.len() > 1 {
+                        self.isolate(group);
+                        return;
+                    }
+                    let wait = Duration::from_millis(100)
+                        .saturating_mul(1 << failures.min(10))
+                        .min(MAX_RETRY);
+                    std::thread::sleep(wait);
+                }
+            }
+        }
+    }
+
+    /// Commits a group that keeps failing one command at a time. A message that cannot be
+    /// stored even alone becomes a dead letter (cause `unstorable`); an acknowledgement or
+    /// tick that cannot is dropped (the API answers 503; the next tick comes in seconds).
+    fn isolate(&mut self, group: Vec<Command>) {
+        tracing::warn!(
+            commands = group.len(),
+            "a group keeps failing; committing its commands one at a time"
+        );
+        for command in group {
+            let outcome = self
+                .reload_if_stale()
+                .and_then(|()| self.commit_group(std::slice::from_ref(&command)));
+            match outcome {
+                Ok(fx) => self.announce(vec![command], fx),
+                Err(e) => {
+                    self.stale = true;
+                    match command {
+                        Command::Message(inbound) if !inbound.is_dead_letter() => {
+                            self.commit(vec![Command::Message(inbound.unstorable(&e))]);
+                        }
+                        Command::Message(inbound) => {
+                            tracing::error!(topic = %inbound.topic, error = %e,
+                            "even the dead letter of this message cannot be stored; acknowledging it")
+                        }
+                        _ => tracing::error!(error = %e, "command dropped: the journal refuses it"),
+                    }
+                }
+            }
+        }
+    }
+
+    fn reload_if_stale(&mut self) -> Result<(), JournalError> {
+        if self.stale {
+            self.state = RuleState::load(&self.conn, &self.settings)?;
+            self.stale = false;
+        }
+        Ok(())
+    }
+
+    /// Writes one group of commands in one `BEGIN IMMEDIATE` transaction. Nothing outside
+    /// the rules' state changes until it commits; the caller announces the effects.
+    fn commit_group(&mut self, group: &[Command]) -> Result<Effects, JournalError> {
         let now = now_millis();
         let mut fx = Effects::default();
         // Readings are copied for live subscribers (board, SSE) only when there are some.
         let live_listeners = self.hooks.live.receiver_count() > 0;
-        let tx = self.conn.transaction()?;
+        let settings = &*self.settings;
+        let state = &mut self.state;
+        let tx = super::immediate(&self.conn)?;
         let mut insert = tx.prepare_cached(INSERT_READING)?;
+        let mut newest_dead_letter = None;
         for command in group {
             match command {
-                Command::Message(inbound) => {
-                    match inbound.decoded {
-                        Decoded::Readings(readings) => {
-                            fx.messages_stored += 1;
-                            for mut reading in readings {
-                                self.engine.prepare(&mut reading);
-                                insert_reading(
-                                    &mut insert,
-                                    &reading,
-                                    self.next_seq,
-                                    inbound.received_at,
-                                )?;
-                                self.next_seq += 1;
-                                fx.readings += 1;
-                                let events = self.engine.evaluate(&reading, now);
-                                if !fx.touched.contains(&reading.station) {
-                                    fx.touched.insert(reading.station.clone());
-                                }
-                                if live_listeners {
-                                    fx.live.push(Live::Reading(reading));
-                                }
-                                for event in events {
-                                    record_event(
-                                        &tx,
-                                        &self.engine,
-                                        &self.settings,
-                                        &event,
-                                        now,
-                                        &mut fx,
-                                    )?;
-                                }
-                            }
-                        }
-                        Decoded::Rejected { rejection, payload } => {
-                            tx.execute(
-                                "INSERT INTO dead_letters (received_ms, topic, payload, cause, detail)
-                                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                                params![
-                                    inbound.received_at,
-                                    inbound.topic,
-                                    payload,
-                                    rejection.cause.as_str(),
-                                    rejection.detail
-                                ],
+                Command::Message(inbound) => match &inbound.decoded {
+                    Decoded::Readings(readings) => {
+                        fx.messages_stored += 1;
+                        for original in readings {
+                            let mut reading = original.clone();
+                            state.engine.prepare(&mut reading);
+                            insert_reading(
+                                &mut insert,
+                                &reading,
+                                state.next_seq,
+                                inbound.received_at,
                             )?;
-                            fx.dead_letters += 1;
-                            metrics::counter!("hydrowatch_dead_letters_total", "cause" => rejection.cause.as_str())
-                                .increment(1);
-                            if self.log_limiter.allow(rejection.cause.as_str(), now) {
-                                tracing::warn!(
-                                    topic = %inbound.topic,
-                                    cause = rejection.cause.as_str(),
-                                    detail = %rejection.detail,
-                                    "message dead-lettered (further ones of this cause are counted, logged at most once a minute)"
-                                );
+                            state.next_seq += 1;
+                            fx.readings += 1;
+                            let events = state.engine.evaluate(&reading, now);
+                            if !fx.touched.contains(&reading.station) {
+                                fx.touched.insert(reading.station.clone());
                             }
-                        }
-                        Decoded::Acknowledge { alert_id, team } => {
-                            match acknowledge(
-                                &tx,
-                                &mut self.engine,
-                                &self.settings,
-                                &alert_id,
-                                &team,
-                                now,
-                            )? {
-                                Ok(event) => record_event(
-                                    &tx,
-                                    &self.engine,
-                                    &self.settings,
-                                    &event,
-                                    now,
-                                    &mut fx,
-                                )?,
-                                Err(e) => {
-                                    tracing::info!(%alert_id, %team, error = %e, "MQTT acknowledgement not applied")
-                                }
+                            if live_listeners {
+                                fx.live.push(Live::Reading(reading));
+                            }
+                            for event in events {
+                                record_event(&tx, &state.engine, settings, &event, now, &mut fx)?;
                             }
                         }
                     }
-                    if let Some(p) = inbound.publish {
-                        fx.acks.push(p);
+                    Decoded::Rejected { rejection, payload } => {
+                        let cause = rejection.cause.as_str();
+                        newest_dead_letter = Some(super::insert_dead_letter(
+                            &tx,
+                            inbound.received_at,
+                            &inbound.topic,
+                            payload,
+                            cause,
+                            &rejection.detail,
+                        )?);
+                        fx.dead_letters.push((
+                            cause,
+                            inbound.topic.clone(),
+                            rejection.detail.clone(),
+                        ));
                     }
-                }
-                Command::Acknowledge {
-                    alert_id,
-                    team,
-                    reply,
-                } => {
+                    Decoded::Acknowledge { alert_id, team } => {
+                        match acknowledge(&tx, &mut state.engine, settings, alert_id, team, now)? {
+                            Ok(event) => {
+                                record_event(&tx, &state.engine, settings, &event, now, &mut fx)?
+                            }
+                            Err(e) => {
+                                tracing::info!(%alert_id, %team, error = %e, "MQTT acknowledgement not applied")
+                            }
+                        }
+                    }
+                },
+                Command::Acknowledge { alert_id, team, .. } => {
                     let result =
-                        acknowledge(&tx, &mut self.engine, &self.settings, &alert_id, &team, now)?;
+                        acknowledge(&tx, &mut state.engine, settings, alert_id, team, now)?;
                     if let Ok(event) = &result {
-                        record_event(&tx, &self.engine, &self.settings, event, now, &mut fx)?;
+                        record_event(&tx, &state.engine, settings, event, now, &mut fx)?;
                     }
-                    fx.replies.push((reply, result));
+                    fx.ack_results.push(result);
                 }
                 Command::Tick { check_offline } => {
                     let offline = match check_offline {
-                        true => self.engine.tick(now),
+                        true => state.engine.tick(now),
                         false => Vec::new(),
                     };
                     for event in offline {
                         fx.touched.insert(event.station.clone());
-                        record_event(&tx, &self.engine, &self.settings, &event, now, &mut fx)?;
+                        record_event(&tx, &state.engine, settings, &event, now, &mut fx)?;
                     }
-                    for event in due_pages(&tx, &self.engine, &self.settings, now)? {
-                        record_event(&tx, &self.engine, &self.settings, &event, now, &mut fx)?;
+                    for event in due_pages(&tx, &state.engine, settings, now)? {
+                        record_event(&tx, &state.engine, settings, &event, now, &mut fx)?;
                     }
                 }
             }
         }
-        for station in &fx.touched {
-            let snapshot = self.engine.snapshot(station);
-            let changed = snapshot.as_ref() != self.snapshots.get(station);
-            let json = match (&snapshot, changed) {
-                (Some(v), true) => Some(v.to_string()),
-                _ => None,
-            };
-            tx.execute(
-                "INSERT INTO station_state (station, last_seen_ms, snapshot) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (station) DO UPDATE SET last_seen_ms = excluded.last_seen_ms,
-                   snapshot = coalesce(excluded.snapshot, snapshot)",
-                params![station, now, json],
-            )?;
-            if let (Some(v), true) = (snapshot, changed) {
-                self.snapshots.insert(station.clone(), v);
-            }
+        save_station_state(&tx, state, &fx.touched, now)?;
+        if let Some(newest) = newest_dead_letter {
+            super::cap_dead_letters(&tx, newest, settings.limits.max_dead_letters)?;
         }
         drop(insert);
         tx.commit()?;
-        self.announce(fx);
-        Ok(())
+        Ok(fx)
     }
 
-    fn announce(&mut self, fx: Effects) {
+    /// After a commit: acknowledges the group's MQTT messages in order, answers its
+    /// acknowledgement requests, wakes the forwarder and dispatcher, refreshes the API's
+    /// view and tells live subscribers.
+    fn announce(&mut self, group: Vec<Command>, fx: Effects) {
         metrics::counter!("hydrowatch_readings_stored_total").increment(fx.readings);
         metrics::counter!("hydrowatch_messages_stored_total").increment(fx.messages_stored);
-        if let Some(acks) = &self.hooks.acks {
-            if !fx.acks.is_empty() {
-                let _ = acks.send(fx.acks);
+        for state in &fx.events {
+            metrics::counter!("hydrowatch_alert_events_total", "state" => *state).increment(1);
+        }
+        let now = now_millis();
+        for (cause, topic, detail) in &fx.dead_letters {
+            metrics::counter!("hydrowatch_dead_letters_total", "cause" => *cause).increment(1);
+            if self.log_limiter.allow(cause, now) {
+                tracing::warn!(%topic, cause, %detail,
+                    "message dead-lettered (further ones of this cause are counted, logged at most once a minute)");
             }
         }
-        for (reply, result) in fx.replies {
-            let _ = reply.send(result);
+        let mut acks = Vec::new();
+        let mut results = fx.ack_results.into_iter();
+        for command in group {
+            match command {
+                Command::Message(inbound) => acks.extend(inbound.publish),
+                Command::Acknowledge { reply, .. } => {
+                    if let Some(result) = results.next() {
+                        let _ = reply.send(result);
+                    }
+                }
+                Command::Tick { .. } => {}
+            }
         }
-        if fx.readings > 0 || fx.alerts_changed {
+        if let Some(hook) = &self.hooks.acks {
+            if !acks.is_empty() {
+                let _ = hook.send(acks);
+            }
+        }
+        let alerts_changed = !fx.events.is_empty();
+        if fx.readings > 0 || alerts_changed {
             self.hooks.forwarder.notify_one();
         }
         if fx.outbox_rows > 0 {
             self.hooks.dispatcher.notify_one();
         }
-        if !fx.touched.is_empty() || fx.alerts_changed {
-            self.publish_state(Some(&fx.touched), fx.alerts_changed);
+        if !fx.touched.is_empty() || alerts_changed {
+            self.publish_state(Some(&fx.touched), alerts_changed);
         }
         for item in fx.live {
             let _ = self.hooks.live.send(item);
         }
-        let _ = fx.dead_letters;
     }
 
     /// Refreshes the API's view of station status and open alerts.
     /// `touched`: the stations whose status may have changed (all of them when `None`);
     /// `alerts`: whether the open alerts may have changed.
     fn publish_state(&self, touched: Option<&HashSet<String>>, alerts: bool) {
+        let engine = &self.state.engine;
         if let Ok(mut statuses) = self.shared.statuses.write() {
             let mut refresh = |id: &String| {
-                if let Some(status) = self.engine.status(id) {
+                if let Some(status) = engine.status(id) {
                     statuses.insert(id.clone(), status);
                 }
             };
@@ -404,11 +496,66 @@ impl Writer {
         }
         if alerts {
             if let Ok(mut open) = self.shared.open_alerts.write() {
-                *open = self.engine.open_alerts().cloned().collect();
+                *open = engine.open_alerts().cloned().collect();
             }
-            metrics::gauge!("hydrowatch_alerts_open").set(self.engine.open_alerts().count() as f64);
+            metrics::gauge!("hydrowatch_alerts_open").set(engine.open_alerts().count() as f64);
         }
     }
+}
+
+impl Inbound {
+    fn is_dead_letter(&self) -> bool {
+        matches!(self.decoded, Decoded::Rejected { .. })
+    }
+
+    /// This message as a dead letter: the journal refused to store it.
+    fn unstorable(self, error: &JournalError) -> Inbound {
+        let text = match &self.decoded {
+            Decoded::Readings(r) => serde_json::to_vec(r).unwrap_or_default(),
+            Decoded::Acknowledge { alert_id, team } => {
+                format!("acknowledgement of {alert_id} by {team}").into_bytes()
+            }
+            Decoded::Rejected { .. } => Vec::new(),
+        };
+        Inbound {
+            decoded: Decoded::Rejected {
+                rejection: Rejection {
+                    cause: Cause::Unstorable,
+                    detail: format!("the journal refused this message: {error}"),
+                },
+                payload: RefusedPayload::of(&text),
+            },
+            ..self
+        }
+    }
+}
+
+/// Stores each touched station's wall-clock last message and, when it changed, the rules'
+/// snapshot (dry-spell state) that a restart restores.
+fn save_station_state(
+    tx: &Connection,
+    state: &mut RuleState,
+    touched: &HashSet<String>,
+    now: Millis,
+) -> Result<(), JournalError> {
+    for station in touched {
+        let snapshot = state.engine.snapshot(station);
+        let changed = snapshot.as_ref() != state.snapshots.get(station);
+        let json = match (&snapshot, changed) {
+            (Some(v), true) => Some(v.to_string()),
+            _ => None,
+        };
+        tx.prepare_cached(
+            "INSERT INTO station_state (station, last_seen_ms, snapshot) VALUES (?1, ?2, ?3)
+             ON CONFLICT (station) DO UPDATE SET last_seen_ms = excluded.last_seen_ms,
+               snapshot = coalesce(excluded.snapshot, snapshot)",
+        )?
+        .execute(params![station, now, json])?;
+        if let (Some(v), true) = (snapshot, changed) {
+            state.snapshots.insert(station.clone(), v);
+        }
+    }
+    Ok(())
 }
 
 /// Same station and time: merge elements (a station may send level and rain separately) and
@@ -496,9 +643,7 @@ fn record_event(
         )?;
         fx.outbox_rows += 1;
     }
-    metrics::counter!("hydrowatch_alert_events_total", "state" => event.state.as_str())
-        .increment(1);
-    fx.alerts_changed = true;
+    fx.events.push(event.state.as_str());
     fx.live.push(Live::Alert(Box::new(event.clone())));
     Ok(())
 }

@@ -7,14 +7,15 @@
 pub mod line_protocol;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::Connection;
 use tokio::sync::Notify;
 
+use crate::alerts::AlertEvent;
 use crate::config::{InfluxApi, InfluxSettings, Settings};
-use crate::journal::{self, JournalError};
+use crate::journal::{self, JournalError, Stored};
 
 const READINGS_CURSOR: &str = "influxdb.readings";
 const EVENTS_CURSOR: &str = "influxdb.events";
@@ -38,11 +39,13 @@ pub enum InfluxWriter {
         url: String,
         settings: InfluxSettings,
     },
-    /// `/api/v2/write` through the influxdb2 crate.
+    /// `/api/v2/write` through the influxdb2 crate (which sets no timeout of its own: the
+    /// write is bounded by `timeout` here).
     V2 {
         client: influxdb2::Client,
         org: String,
         bucket: String,
+        timeout: Duration,
     },
 }
 
@@ -77,6 +80,7 @@ impl InfluxWriter {
                 ),
                 org: org.clone(),
                 bucket: bucket.clone(),
+                timeout: settings.timeout,
             },
         }
     }
@@ -89,7 +93,7 @@ impl InfluxWriter {
                 url,
                 settings,
             } => {
-                let mut req = http.post(url).timeout(Duration::from_secs(30)).body(body);
+                let mut req = http.post(url).timeout(settings.timeout).body(body);
                 if let InfluxApi::V1 {
                     username: Some(user),
                     password,
@@ -119,20 +123,27 @@ impl InfluxWriter {
                 client,
                 org,
                 bucket,
-            } => client
-                .write_line_protocol_with_precision(
+                timeout,
+            } => {
+                let write = client.write_line_protocol_with_precision(
                     org,
                     bucket,
                     body,
                     influxdb2::api::write::TimestampPrecision::Milliseconds,
-                )
-                .await
-                .map_err(|e| match &e {
-                    influxdb2::RequestError::Http { status, .. } if status.as_u16() == 400 => {
-                        WriteError::Rejected(e.to_string())
-                    }
-                    _ => WriteError::Retry(e.to_string()),
-                }),
+                );
+                match tokio::time::timeout(*timeout, write).await {
+                    Err(_) => Err(WriteError::Retry(format!(
+                        "no answer within {}",
+                        humantime::format_duration(*timeout)
+                    ))),
+                    Ok(result) => result.map_err(|e| match &e {
+                        influxdb2::RequestError::Http { status, .. } if status.as_u16() == 400 => {
+                            WriteError::Rejected(e.to_string())
+                        }
+                        _ => WriteError::Retry(e.to_string()),
+                    }),
+                }
+            }
         }
     }
 }
@@ -141,7 +152,8 @@ impl InfluxWriter {
 pub struct Forwarder {
     settings: Arc<Settings>,
     influx: InfluxSettings,
-    conn: Connection,
+    /// Used only from blocking tasks, never on an async worker.
+    conn: Arc<Mutex<Connection>>,
     writer: InfluxWriter,
     wake: Arc<Notify>,
     /// Station id → index into `settings.stations`, for the per-reading tag lookup.
@@ -162,7 +174,7 @@ impl Forwarder {
             stations: settings.station_index(),
             settings,
             influx,
-            conn,
+            conn: Arc::new(Mutex::new(conn)),
             writer,
             wake,
         })
@@ -192,17 +204,35 @@ impl Forwarder {
         }
     }
 
+    /// Runs a journal call on a blocking thread.
+    async fn db<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, JournalError> + Send + 'static,
+    ) -> Result<T, WriteError> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&guard)
+        })
+        .await
+        .map_err(|e| WriteError::Retry(format!("journal task failed: {e}")))?
+        .map_err(|e| WriteError::Retry(e.to_string()))
+    }
+
     /// Sends everything past the cursors. Returns on the first write that must be retried.
     pub async fn forward_all(&mut self) -> Result<(), WriteError> {
-        let db = |e: JournalError| WriteError::Retry(e.to_string());
+        let batch_size = self.influx.batch_size;
         loop {
-            let cursor = journal::cursor(&self.conn, READINGS_CURSOR).map_err(db)?;
-            let batch =
-                journal::readings_after(&self.conn, cursor, self.influx.batch_size).map_err(db)?;
-            let events_cursor = journal::cursor(&self.conn, EVENTS_CURSOR).map_err(db)?;
-            let events = journal::events_after(&self.conn, events_cursor, self.influx.batch_size)
-                .map_err(db)?;
-            let backlog = journal::max_reading_seq(&self.conn).map_err(db)? - cursor;
+            let (batch, events, backlog) = self
+                .db(move |c| {
+                    let cursor = journal::cursor(c, READINGS_CURSOR)?;
+                    let batch = journal::readings_after(c, cursor, batch_size)?;
+                    let events_cursor = journal::cursor(c, EVENTS_CURSOR)?;
+                    let events = journal::events_after(c, events_cursor, batch_size)?;
+                    let backlog = journal::max_reading_seq(c)? - cursor;
+                    Ok::<(Vec<Stored>, Vec<(i64, AlertEvent)>, i64), _>((batch, events, backlog))
+                })
+                .await?;
             metrics::gauge!("hydrowatch_journal_backlog").set(backlog as f64);
             if batch.is_empty() && events.is_empty() {
                 return Ok(());
@@ -233,12 +263,18 @@ impl Forwarder {
                 }
                 Err(e) => return Err(e),
             }
-            if let Some(last) = batch.last() {
-                journal::set_cursor(&self.conn, READINGS_CURSOR, last.seq).map_err(db)?;
-            }
-            if let Some((seq, _)) = events.last() {
-                journal::set_cursor(&self.conn, EVENTS_CURSOR, *seq).map_err(db)?;
-            }
+            let last_reading = batch.last().map(|s| s.seq);
+            let last_event = events.last().map(|(seq, _)| *seq);
+            self.db(move |c| {
+                if let Some(seq) = last_reading {
+                    journal::set_cursor(c, READINGS_CURSOR, seq)?;
+                }
+                if let Some(seq) = last_event {
+                    journal::set_cursor(c, EVENTS_CURSOR, seq)?;
+                }
+                Ok(())
+            })
+            .await?;
         }
     }
 }
