@@ -533,10 +533,8 @@ fn uniform_interval_values_are_one_per_step_from_the_observation_time() {
 #[test]
 fn a_hand_written_ascii_frame_decodes() {
     let body = "0040 201126142746 ST 0100000001 H TT 2011261427 PJ 0.0 PT 12.5 Z -0.075 VT 12.08 DRP 0005FF000000000000000001 XQ 7";
-    let mut raw = format!("\x0101010000000112343200{:02X}\x02", body.len()).into_bytes();
-    // Header fields: centre 01, station 0100000001, password 1234, function 32, length.
-    raw.truncate(19);
-    raw.extend(format!("0{:03X}\x02", body.len()).into_bytes());
+    // SOH, centre 01, station 0100000001, password 1234, function 32, up + length, STX.
+    let mut raw = format!("\x01010100000001123432{:04X}\x02", body.len()).into_bytes();
     raw.extend(body.as_bytes());
     raw.push(0x03);
     let crc = crc::crc16(&raw);
