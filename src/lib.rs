@@ -17,6 +17,8 @@
 //! - [`api`]: HTTP API, metrics, server-sent events and the status board;
 //! - [`broker`]: the embedded MQTT broker for small installations and the demo;
 //! - [`sim`]: the gauge simulator and CSV replay;
+//! - [`sl651`]: the SL 651-2014 telemetry protocol that RTUs speak to a centre (frames,
+//!   elements, readings, answers);
 //! - [`config`]: layered configuration and its validation.
 
 pub mod alerts;
@@ -32,3 +34,4 @@ pub mod rules;
 pub mod shutdown;
 pub mod sim;
 pub mod sink;
+pub mod sl651;
