@@ -577,3 +577,40 @@ async fn an_influxdb2_that_never_answers_counts_as_down() {
         tail(&hw.log(), 20)
     );
 }
+
+// ---------------------------------------------------------------------------
+// 6. The simulator's publisher never hangs when the broker restarts without its state.
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_publisher_finishes_after_a_broker_restart_without_state() {
+    let mut mqtt = Mosquitto::start(false);
+    let url = mqtt.url();
+    let mut publisher = hydrowatch::sim::publish::Publisher::connect(&url)
+        .await
+        .expect("connect");
+    for i in 0..1000 {
+        publisher
+            .publish_raw("sim/t".into(), format!("{i}").into_bytes())
+            .await
+            .expect("queued");
+    }
+    // The broker goes away with messages outstanding, and comes back knowing nothing of
+    // this client: rumqttc drops what it held for the lost session.
+    tokio::task::block_in_place(|| mqtt.stop());
+    for i in 1000..1500 {
+        publisher
+            .publish_raw("sim/t".into(), format!("{i}").into_bytes())
+            .await
+            .expect("queued");
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await; // a failed reconnect or two
+    tokio::task::block_in_place(|| mqtt.restart());
+    let finished = tokio::time::timeout(Duration::from_secs(60), publisher.finish()).await;
+    // Finished means every message, those held when the session was lost included, has a
+    // PubAck from a broker.
+    assert_eq!(
+        finished.expect("finish never hangs").expect("finished"),
+        1500
+    );
+}

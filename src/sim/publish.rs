@@ -1,6 +1,14 @@
 //! Publishing readings as a gauge would: QoS 1 on `hydro/{station}/data`, one JSON object per
 //! message or a batch as a JSON array, and waiting for every PubAck before calling it done.
+//!
+//! The publisher keeps each message until the broker acknowledges it. rumqttc forgets the
+//! messages in flight when a broker comes back without the session (restarted without
+//! persistence); the publisher then sends them again, so `finish` never waits for
+//! acknowledgements that cannot come. A message may therefore arrive twice, which the gauge
+//! contract allows (hydrowatch's journal is keyed by station and time).
 
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, Transport};
@@ -32,11 +40,32 @@ struct Progress {
     failed: Option<String>,
 }
 
+/// One message kept until the broker acknowledges it.
+type Message = (String, Vec<u8>);
+
+/// The messages not yet acknowledged, by where they are.
+#[derive(Default)]
+struct Unacknowledged {
+    /// Handed to the client, not yet written to the broker (in order).
+    queued: VecDeque<Message>,
+    /// Written, waiting for the PubAck, by packet id.
+    in_flight: HashMap<u16, Message>,
+    /// Held by rumqttc when the connection broke: gone if the broker lost the session.
+    interrupted: Vec<Message>,
+}
+
+impl Unacknowledged {
+    fn is_empty(&self) -> bool {
+        self.queued.is_empty() && self.in_flight.is_empty() && self.interrupted.is_empty()
+    }
+}
+
 /// A QoS 1 publisher with its own event-loop task.
 pub struct Publisher {
     client: AsyncClient,
     url: String,
     sent: u64,
+    unacknowledged: Arc<Mutex<Unacknowledged>>,
     progress: watch::Receiver<Progress>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -68,24 +97,81 @@ impl Publisher {
         }
         let (client, mut eventloop) = AsyncClient::new(options, 1000);
         let (tx, mut progress) = watch::channel(Progress::default());
+        let unacknowledged = Arc::new(Mutex::new(Unacknowledged::default()));
+        let book = unacknowledged.clone();
+        let resend_client = client.clone();
         let task = tokio::spawn(async move {
             let mut failing_since: Option<tokio::time::Instant> = None;
             let mut ever_connected = false;
+            let lock = || book.lock().unwrap_or_else(|p| p.into_inner());
             loop {
                 match eventloop.poll().await {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        if failing_since.take().is_some() && ever_connected {
+                    Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                        if failing_since.is_some() && ever_connected {
                             tracing::info!("reconnected to the broker");
+                        }
+                        // A broker that accepts the connection but drops it again before
+                        // acknowledging anything (it refuses a message) is no progress: the
+                        // clock runs on until a PubAck or until nothing is outstanding.
+                        if lock().is_empty() {
+                            failing_since = None;
                         }
                         ever_connected = true;
                         tx.send_modify(|p| p.connected = true);
+                        let lost = std::mem::take(&mut lock().interrupted);
+                        if !ack.session_present && !lost.is_empty() {
+                            tracing::info!(
+                                messages = lost.len(),
+                                "the broker lost the session; sending unacknowledged messages again"
+                            );
+                            let book = book.clone();
+                            let client = resend_client.clone();
+                            tokio::spawn(async move {
+                                for (topic, payload) in lost {
+                                    book.lock()
+                                        .unwrap_or_else(|p| p.into_inner())
+                                        .queued
+                                        .push_back((topic.clone(), payload.clone()));
+                                    if client
+                                        .publish(topic, QoS::AtLeastOnce, false, payload)
+                                        .await
+                                        .is_err()
+                                    {
+                                        return;
+                                    }
+                                }
+                            });
+                        }
                     }
-                    Ok(Event::Incoming(Packet::PubAck(_))) => tx.send_modify(|p| p.acked += 1),
+                    Ok(Event::Outgoing(rumqttc::Outgoing::Publish(pkid))) => {
+                        let mut book = lock();
+                        if let Some(message) = book.queued.pop_front() {
+                            book.in_flight.insert(pkid, message);
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                        failing_since = None;
+                        lock().in_flight.remove(&ack.pkid);
+                        tx.send_modify(|p| p.acked += 1);
+                    }
                     Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return,
                     Ok(_) => {}
                     Err(e) => {
-                        // rumqttc keeps unacknowledged publishes and sends them again after
-                        // reconnecting; only a broker that stays away ends the run.
+                        // rumqttc holds what was queued or in flight for the next connection
+                        // and drops it if the broker has no session for us: keep it aside.
+                        {
+                            let mut book = lock();
+                            let Unacknowledged {
+                                queued,
+                                in_flight,
+                                interrupted,
+                            } = &mut *book;
+                            let mut in_flight: Vec<_> = in_flight.drain().collect();
+                            in_flight.sort_by_key(|(pkid, _)| *pkid);
+                            interrupted.extend(in_flight.into_iter().map(|(_, m)| m));
+                            interrupted.extend(queued.drain(..));
+                        }
+                        // Only a broker that stays away, or takes nothing, ends the run.
                         let first = failing_since.is_none();
                         let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
                         let limit = if ever_connected {
@@ -121,6 +207,7 @@ impl Publisher {
             client,
             url: url.to_string(),
             sent: 0,
+            unacknowledged,
             progress,
             task,
         })
@@ -150,6 +237,11 @@ impl Publisher {
                 reason,
             });
         }
+        self.unacknowledged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .queued
+            .push_back((topic.clone(), payload.clone()));
         self.client
             .publish(topic, QoS::AtLeastOnce, false, payload)
             .await
@@ -166,9 +258,14 @@ impl Publisher {
     /// Waits until the broker has acknowledged every message, then disconnects.
     pub async fn finish(mut self) -> Result<u64, PublishError> {
         let sent = self.sent;
+        let book = self.unacknowledged.clone();
         let state = self
             .progress
-            .wait_for(|p| p.acked >= sent || p.failed.is_some())
+            .wait_for(|p| {
+                p.failed.is_some()
+                    || (p.acked >= sent
+                        && book.lock().unwrap_or_else(|e| e.into_inner()).is_empty())
+            })
             .await
             .map_err(|_| PublishError::Closed)?
             .clone();
