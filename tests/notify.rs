@@ -635,3 +635,76 @@ async fn failing_receiver_gets_every_event_once_in_order() {
         5.0
     );
 }
+
+// ---------------------------------------------------------------------------
+// 5. Failure policy: refusals, giving up, and what a failed notification leaves behind
+// ---------------------------------------------------------------------------
+
+/// The notifications the API lists in `state` (`failed`, `pending`, `delivered`, `all`).
+fn notifications(hw: &Hydrowatch, state: &str) -> Vec<Value> {
+    let (code, body) = hw.http_get(&format!("/api/v1/notifications?state={state}"));
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str::<Value>(&body)
+        .unwrap_or_else(|e| panic!("notifications are not JSON ({e}): {body}"))
+        .as_array()
+        .unwrap_or_else(|| panic!("notifications are not a list: {body}"))
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_event_never_holds_back_the_next() {
+    let (mqtt, rx, hw) = start(FLAKY, Vec::new()).await;
+    // The receiver refuses the firing event for good, as a receiver that cannot parse it would.
+    rx.refuse(
+        "/flaky",
+        r#""state":"firing""#,
+        400,
+        r#"{"error":"bad event"}"#,
+    );
+    publish_reading(&mqtt, "s1", "2021-07-20T08:00:00+08:00", 1.5).await;
+    wait_until_async(Duration::from_secs(10), "the firing event is tried", || {
+        !rx.requests("/flaky").is_empty()
+    })
+    .await;
+    // The next event (the warning stage) is delivered promptly, not after the refused one.
+    publish_reading(&mqtt, "s1", "2021-07-20T08:05:00+08:00", 2.5).await;
+    wait_until_async(Duration::from_secs(5), "the escalated event", || {
+        rx.delivered("/flaky")
+            .iter()
+            .any(|e| e["state"] == "escalated")
+    })
+    .await;
+    let all = rx.requests("/flaky");
+    assert_eq!(
+        all.iter().filter(|r| r.answered == 400).count(),
+        1,
+        "a refusal is final: never retried: {all:#?}"
+    );
+
+    let failed = notifications(&hw, "failed");
+    assert_eq!(failed.len(), 1, "{failed:#?}");
+    let f = &failed[0];
+    let refused = all[0].json();
+    assert_eq!(f["event_id"], refused["event_id"]);
+    assert_eq!(f["alert_id"], refused["alert_id"]);
+    assert_eq!(f["station"], "s1");
+    assert_eq!(f["team"], "east");
+    assert_eq!(f["kind"], "webhook");
+    assert_eq!(f["state"], "failed");
+    assert_eq!(f["attempts"], 1);
+    assert!(f["last_error"].as_str().unwrap().contains("400"), "{f}");
+    assert!(f["failed_at"].as_i64() >= f["created_at"].as_i64(), "{f}");
+    let delivered = notifications(&hw, "delivered");
+    assert_eq!(delivered.len(), 1, "{delivered:#?}");
+    assert_eq!(delivered[0]["event_state"], "escalated");
+    assert!(notifications(&hw, "pending").is_empty());
+    assert_eq!(notifications(&hw, "all").len(), 2);
+    wait_until_async(Duration::from_secs(5), "the failure is counted", || {
+        metric(
+            &hw,
+            "hydrowatch_notifications_total",
+            &[r#"channel="webhook""#, r#"result="failed""#],
+        ) == 1.0
+    })
+    .await;
+}

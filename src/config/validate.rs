@@ -372,12 +372,24 @@ fn team(cx: &mut Ctx, raw: RawTeam, team_ids: &HashSet<String>) -> Team {
             phone: m.phone,
         })
         .collect();
-    let channels = raw
+    let channels: Vec<Channel> = raw
         .channels
         .into_iter()
         .enumerate()
         .filter_map(|(i, c)| channel(cx, &id, i, c, language, &members))
         .collect();
+    for (i, c) in channels.iter().enumerate() {
+        if channels[..i].iter().any(|earlier| earlier.id == c.id) {
+            cx.team(
+                &id,
+                &format!("channels[{i}].id"),
+                format!(
+                    "another channel of this team is also `{}`: give each an `id` of its own",
+                    c.id
+                ),
+            );
+        }
+    }
     let escalation = raw
         .escalation
         .into_iter()
@@ -477,6 +489,31 @@ fn channel(
         None => Duration::from_secs(1),
         Some(t) => cx.duration(t, |c, m| c.team(team, &key("backoff"), m)),
     };
+    let give_up_after = match raw.give_up_after.as_deref() {
+        None => Duration::from_secs(6 * 3600),
+        Some(t) => cx.duration(t, |c, m| c.team(team, &key("give_up_after"), m)),
+    };
+    let id = match raw.id {
+        Some(id) => {
+            if !super::valid_channel_id(&id) {
+                cx.team(
+                    team,
+                    &key("id"),
+                    format!("`{id}` is not 1 to 64 of A-Z a-z 0-9 _ . : -"),
+                );
+            }
+            id
+        }
+        None => Channel::derived_id(
+            kind,
+            url.as_ref(),
+            match kind {
+                ChannelKind::Mqtt => vec![raw.topic.as_deref(), raw.status_topic.as_deref()],
+                _ => Vec::new(),
+            }
+            .as_slice(),
+        ),
+    };
     let written_zero = raw
         .timeout
         .as_deref()
@@ -499,6 +536,7 @@ fn channel(
         }),
     };
     Some(Channel {
+        id,
         kind,
         url,
         secret,
@@ -512,6 +550,7 @@ fn channel(
         status_topic: raw.status_topic,
         timeout,
         backoff,
+        give_up_after,
         headers: raw.headers.into_iter().collect(),
     })
 }

@@ -89,6 +89,7 @@ CREATE TABLE IF NOT EXISTS alert_events (
 );
 CREATE INDEX IF NOT EXISTS alert_events_alert ON alert_events (alert_id);
 
+-- destination: `{team}/{channel id}` (notify::outbox). A row ends delivered or failed.
 CREATE TABLE IF NOT EXISTS outbox (
     id              INTEGER PRIMARY KEY,
     event_seq       INTEGER NOT NULL,
@@ -96,9 +97,9 @@ CREATE TABLE IF NOT EXISTS outbox (
     attempts        INTEGER NOT NULL DEFAULT 0,
     next_attempt_ms INTEGER NOT NULL,
     delivered_ms    INTEGER,
-    last_error      TEXT
+    last_error      TEXT,
+    failed_ms       INTEGER
 );
-CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (destination, id) WHERE delivered_ms IS NULL;
 
 -- Which teams were paged for an alert, first and last (wall clock): the durable state of
 -- re-notification and escalation timers (notify::escalation).
@@ -137,7 +138,28 @@ pub fn open(path: &Path) -> Result<Connection, JournalError> {
          PRAGMA foreign_keys = OFF;",
     )?;
     conn.execute_batch(SCHEMA)?;
+    migrate_outbox(&conn)?;
     Ok(conn)
+}
+
+/// Journals from before failed notifications existed: add `failed_ms`, and index the pending
+/// rows as rows neither delivered nor failed (the old index counted failed rows as pending).
+fn migrate_outbox(conn: &Connection) -> Result<(), JournalError> {
+    let has_failed: bool = conn.query_row(
+        "SELECT count(*) FROM pragma_table_info('outbox') WHERE name = 'failed_ms'",
+        [],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if !has_failed {
+        conn.execute_batch("ALTER TABLE outbox ADD COLUMN failed_ms INTEGER;")?;
+    }
+    conn.execute_batch(
+        "DROP INDEX IF EXISTS outbox_pending;
+         CREATE INDEX IF NOT EXISTS outbox_waiting ON outbox (destination, id)
+           WHERE delivered_ms IS NULL AND failed_ms IS NULL;
+         CREATE INDEX IF NOT EXISTS outbox_failed ON outbox (id) WHERE failed_ms IS NOT NULL;",
+    )?;
+    Ok(())
 }
 
 /// A stored reading with its forwarding sequence number.
@@ -441,7 +463,7 @@ pub fn prune(
         )?,
     };
     conn.execute(
-        "DELETE FROM outbox WHERE delivered_ms IS NOT NULL AND delivered_ms < ?1",
+        "DELETE FROM outbox WHERE coalesce(delivered_ms, failed_ms) < ?1",
         params![before_ms],
     )?;
     Ok(n)
