@@ -809,3 +809,60 @@ pub(super) fn read_sl323_csv(path: &Path) -> Result<Vec<RawStation>, String> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::load_from_str;
+
+    const TEAM: &str = "[[teams]]\nid = \"east\"\n";
+
+    fn channel(lines: &str) -> String {
+        format!("  [[teams.channels]]\n{lines}\n")
+    }
+
+    #[test]
+    fn channel_ids_are_derived_without_the_url_secret_and_stable() {
+        let text = format!(
+            "{TEAM}{}{}",
+            channel("  kind = \"wecom\"\n  url = \"https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=SECRET-KEY\""),
+            channel("  kind = \"mqtt\"\n  give_up_after = \"30m\"")
+        );
+        let settings = load_from_str(&text).expect("valid");
+        let wecom = &settings.teams[0].channels[0];
+        assert!(
+            wecom.id.starts_with("wecom-qyapi.weixin.qq.com-"),
+            "{}",
+            wecom.id
+        );
+        assert!(!wecom.id.contains("SECRET"), "{}", wecom.id);
+        assert_eq!(
+            wecom.give_up_after,
+            std::time::Duration::from_secs(6 * 3600)
+        );
+        let mqtt = &settings.teams[0].channels[1];
+        assert!(mqtt.id.starts_with("mqtt-"), "{}", mqtt.id);
+        assert_eq!(mqtt.give_up_after, std::time::Duration::from_secs(1800));
+        // Same configuration, same ids: what the outbox relies on across restarts.
+        let again = load_from_str(&text).expect("valid");
+        assert_eq!(again.teams[0].channels[0].id, wecom.id);
+    }
+
+    #[test]
+    fn channel_ids_must_be_unique_in_a_team_and_well_formed() {
+        let hook = channel("  kind = \"webhook\"\n  url = \"http://127.0.0.1:9/hook\"");
+        let problems = load_from_str(&format!("{TEAM}{hook}{hook}"))
+            .expect_err("two identical channels")
+            .to_string();
+        assert!(problems.contains("channels[1].id"), "{problems}");
+        let named = |id: &str| {
+            channel(&format!(
+                "  id = \"{id}\"\n  kind = \"webhook\"\n  url = \"http://127.0.0.1:9/hook\""
+            ))
+        };
+        assert!(load_from_str(&format!("{TEAM}{hook}{}", named("duty-officer"))).is_ok());
+        let problems = load_from_str(&format!("{TEAM}{}", named("a/b")))
+            .expect_err("a slash")
+            .to_string();
+        assert!(problems.contains("channels[0].id"), "{problems}");
+    }
+}
