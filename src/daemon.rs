@@ -112,10 +112,18 @@ pub async fn run_with_routes(
     } else {
         tracing::info!("no [influxdb] section: readings stay in the journal");
     }
+    // The MQTT channel publishes on a connection of its own, which can wait for PUBACKs.
+    let notify_mqtt = settings
+        .teams
+        .iter()
+        .flat_map(|t| &t.channels)
+        .any(|c| c.kind == crate::config::ChannelKind::Mqtt)
+        .then(|| crate::notify::mqtt::Publisher::start(&settings))
+        .transpose()?;
     let dispatcher = Arc::new(Dispatcher::open(
         settings.clone(),
         http.clone(),
-        Some(client.clone()),
+        notify_mqtt,
         dispatcher_wake.clone(),
     )?);
     tasks.spawn(dispatcher.run());

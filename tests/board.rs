@@ -4,6 +4,8 @@
 //! acknowledgement shows up live, and screenshots are saved under `target/` for people.
 
 mod common;
+#[path = "support/receiver.rs"]
+mod receiver;
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -473,5 +475,88 @@ async fn board_shows_a_stage_crossing_live_in_headless_chromium() {
     .await
     .expect("join");
     assert!(target.join("board.png").exists());
+    drop(hw);
+}
+
+/// A team whose only receiver refuses every page, for the failed-notifications panel.
+fn refusing_team_config(mqtt: &Mosquitto, hook: &str) -> String {
+    HwConfig::new(mqtt)
+        .client_id("hw-board-failed")
+        .http(&format!(r#"read_token = "{READ_TOKEN}""#))
+        .body(&format!(
+            r#"[[teams]]
+id = "pihe-east"
+name = "淠河东岸巡堤队"
+token = "{TEAM_TOKEN}"
+  [[teams.channels]]
+  kind = "webhook"
+  url = "{hook}"
+
+[[stations]]
+id = "{MAIN}"
+name = "横排头"
+river = "淠河"
+team = "pihe-east"
+stages = {{ guard = 57.5, warning = 59.0, guaranteed = 61.0, record = 62.1 }}
+"#
+        ))
+        .build()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn board_lists_failed_notifications_in_headless_chromium() {
+    chromium_binary();
+    let mqtt = Mosquitto::start(false);
+    let rx = receiver::Receiver::start().await;
+    rx.refuse("/hook", "", 400, r#"{"error":"unknown hook"}"#);
+    let hw = Hydrowatch::start_ready(
+        &refusing_team_config(&mqtt, &rx.url("/hook")),
+        Duration::from_secs(30),
+    );
+    publish_all(mqtt.port(), vec![msg(MAIN, now_s() - 600, 56.0, None)]).await;
+
+    let browser = tokio::task::spawn_blocking(Chromium::launch)
+        .await
+        .expect("join");
+    let url = format!("{}/?token={READ_TOKEN}", hw.base_url());
+    let panel = "(() => { const p = document.getElementById('failed-panel');
+        if (!p) return null;
+        return { hidden: p.hidden, count: document.getElementById('failed-count').textContent,
+                 items: Array.from(document.querySelectorAll('#failed li')).map(li => li.textContent),
+                 rows: document.querySelectorAll('tr[data-station]').length, loadId: window.__boardLoadId } })()";
+    let (browser, empty) = tokio::task::spawn_blocking(move || {
+        let mut browser = browser;
+        browser.open(&url);
+        let empty = browser.wait_for("the board with no failed notification", panel, |v| {
+            v["rows"] == 1
+        });
+        (browser, empty)
+    })
+    .await
+    .expect("join");
+    assert_eq!(
+        empty["hidden"], true,
+        "nothing failed, nothing shown: {empty}"
+    );
+
+    // The guard stage pages the team; its receiver refuses: the board shows it, live.
+    publish_all(mqtt.port(), vec![msg(MAIN, now_s() - 300, 57.6, None)]).await;
+    let shots = target_dir();
+    let shown = tokio::task::spawn_blocking(move || {
+        let mut browser = browser;
+        let shown = browser.wait_for("the failed notification on the board", panel, |v| {
+            v["hidden"] == false && v["items"].as_array().is_some_and(|i| !i.is_empty())
+        });
+        browser.screenshot(&shots.join("board-failed.png"));
+        shown
+    })
+    .await
+    .expect("join");
+    assert_eq!(shown["count"], "(1)", "{shown}");
+    assert_eq!(shown["loadId"], empty["loadId"], "no reload");
+    let item = shown["items"][0].as_str().expect("text");
+    for needle in ["横排头", "淠河东岸巡堤队", "webhook", "400", "1 次尝试"] {
+        assert!(item.contains(needle), "{needle:?} missing from {item:?}");
+    }
     drop(hw);
 }

@@ -635,3 +635,343 @@ async fn failing_receiver_gets_every_event_once_in_order() {
         5.0
     );
 }
+
+// ---------------------------------------------------------------------------
+// 5. Failure policy: refusals, giving up, and what a failed notification leaves behind
+// ---------------------------------------------------------------------------
+
+/// The notifications the API lists in `state` (`failed`, `pending`, `delivered`, `all`).
+fn notifications(hw: &Hydrowatch, state: &str) -> Vec<Value> {
+    let (code, body) = hw.http_get(&format!("/api/v1/notifications?state={state}"));
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str::<Value>(&body)
+        .unwrap_or_else(|e| panic!("notifications are not JSON ({e}): {body}"))
+        .as_array()
+        .unwrap_or_else(|| panic!("notifications are not a list: {body}"))
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_event_never_holds_back_the_next() {
+    let (mqtt, rx, hw) = start(FLAKY, Vec::new()).await;
+    // The receiver refuses the firing event for good, as a receiver that cannot parse it would.
+    rx.refuse(
+        "/flaky",
+        r#""state":"firing""#,
+        400,
+        r#"{"error":"bad event"}"#,
+    );
+    publish_reading(&mqtt, "s1", "2021-07-20T08:00:00+08:00", 1.5).await;
+    wait_until_async(Duration::from_secs(10), "the firing event is tried", || {
+        !rx.requests("/flaky").is_empty()
+    })
+    .await;
+    // The next event (the warning stage) is delivered promptly, not after the refused one.
+    publish_reading(&mqtt, "s1", "2021-07-20T08:05:00+08:00", 2.5).await;
+    wait_until_async(Duration::from_secs(5), "the escalated event", || {
+        rx.delivered("/flaky")
+            .iter()
+            .any(|e| e["state"] == "escalated")
+    })
+    .await;
+    let all = rx.requests("/flaky");
+    assert_eq!(
+        all.iter().filter(|r| r.answered == 400).count(),
+        1,
+        "a refusal is final: never retried: {all:#?}"
+    );
+
+    let failed = notifications(&hw, "failed");
+    assert_eq!(failed.len(), 1, "{failed:#?}");
+    let f = &failed[0];
+    let refused = all[0].json();
+    assert_eq!(f["event_id"], refused["event_id"]);
+    assert_eq!(f["alert_id"], refused["alert_id"]);
+    assert_eq!(f["station"], "s1");
+    assert_eq!(f["team"], "east");
+    assert_eq!(f["kind"], "webhook");
+    assert_eq!(f["state"], "failed");
+    assert_eq!(f["attempts"], 1);
+    assert!(f["last_error"].as_str().unwrap().contains("400"), "{f}");
+    assert!(f["failed_at"].as_i64() >= f["created_at"].as_i64(), "{f}");
+    let delivered = notifications(&hw, "delivered");
+    assert_eq!(delivered.len(), 1, "{delivered:#?}");
+    assert_eq!(delivered[0]["event_state"], "escalated");
+    assert!(notifications(&hw, "pending").is_empty());
+    assert_eq!(notifications(&hw, "all").len(), 2);
+    wait_until_async(Duration::from_secs(5), "the failure is counted", || {
+        metric(
+            &hw,
+            "hydrowatch_notifications_total",
+            &[r#"channel="webhook""#, r#"result="failed""#],
+        ) == 1.0
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undelivered_page_is_not_an_acknowledgement() {
+    let (mqtt, rx, hw) = start(CHAIN, Vec::new()).await;
+    // East's receiver refuses everything: every page to east fails at once.
+    rx.refuse("/east", "", 400, r#"{"error":"no such hook"}"#);
+    publish_reading(&mqtt, "s1", "2021-07-20T08:00:00+08:00", 2.5).await;
+    wait_until_async(Duration::from_secs(15), "escalation to county", || {
+        !rx.delivered("/county").is_empty()
+    })
+    .await;
+    wait_until_async(Duration::from_secs(15), "reminders to east go on", || {
+        rx.requests("/east").len() >= 3
+    })
+    .await;
+    let east = rx.requests("/east");
+    assert_eq!(east[0].json()["state"], "firing");
+    assert!(east[1..].iter().all(|r| r.json()["renotify"] == true));
+    let escalation = &rx.delivered("/county")[0];
+    assert_eq!(escalation["escalated_from"], "east");
+    let alert_id = escalation["alert_id"].as_str().unwrap();
+    let (_, body) = hw.http_get(&format!("/api/v1/alerts/{alert_id}"));
+    let alert: Value = serde_json::from_str(&body).unwrap();
+    assert!(alert["acknowledged_by"].is_null(), "{alert}");
+    assert_eq!(alert["open"], true);
+    let failed = notifications(&hw, "failed");
+    assert!(
+        failed.len() >= 3 && failed.iter().all(|f| f["team"] == "east"),
+        "{failed:#?}"
+    );
+}
+
+const GIVE_UP: &str = r#"
+[[teams]]
+id = "east"
+token = "east-token"
+  [[teams.channels]]
+  kind = "webhook"
+  url = "@RX@/down"
+  timeout = "1s"
+  backoff = "100ms"
+  give_up_after = "2s"
+
+[[stations]]
+id = "s1"
+name = "Gauge 1"
+team = "east"
+stages = { guard = 1.0, warning = 2.0 }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_failures_are_retried_until_give_up_after() {
+    let (mqtt, rx, hw) = start(GIVE_UP, Vec::new()).await;
+    rx.set_down(true);
+    publish_reading(&mqtt, "s1", "2021-07-20T08:00:00+08:00", 1.5).await;
+    wait_until_async(Duration::from_secs(15), "the firing event given up", || {
+        !notifications(&hw, "failed").is_empty()
+    })
+    .await;
+    let tries = rx.requests("/down");
+    let first = tries.first().expect("tried").at;
+    let last = tries.last().expect("tried").at;
+    assert!(tries.len() >= 3, "retried with backoff: {}", tries.len());
+    assert!(
+        last - first >= Duration::from_millis(1500),
+        "retried for about give_up_after (2 s), not {:?}",
+        last - first
+    );
+    let failed = &notifications(&hw, "failed")[0];
+    assert_eq!(failed["event_state"], "firing");
+    assert_eq!(failed["attempts"].as_u64(), Some(tries.len() as u64));
+    let error = failed["last_error"].as_str().unwrap();
+    assert!(
+        error.contains("gave up after 2s") && error.contains("503"),
+        "{error}"
+    );
+
+    // The receiver is back: the next event goes through at once.
+    rx.set_down(false);
+    publish_reading(&mqtt, "s1", "2021-07-20T08:05:00+08:00", 2.5).await;
+    wait_until_async(Duration::from_secs(10), "the escalated event", || {
+        rx.delivered("/down")
+            .iter()
+            .any(|e| e["state"] == "escalated")
+    })
+    .await;
+    assert_eq!(
+        rx.delivered("/down").len(),
+        1,
+        "the failed one is not resent"
+    );
+    assert_eq!(
+        metric(
+            &hw,
+            "hydrowatch_notifications_total",
+            &[r#"channel="webhook""#, r#"result="failed""#],
+        ),
+        1.0
+    );
+}
+
+/// Two webhook channels, in the order given.
+fn two_channels(first: &str, second: Option<&str>) -> String {
+    let channel = |path: &str| {
+        format!(
+            "  [[teams.channels]]\n  kind = \"webhook\"\n  url = \"@RX@{path}\"\n  backoff = \"100ms\"\n"
+        )
+    };
+    format!(
+        "[[teams]]\nid = \"east\"\ntoken = \"east-token\"\n{}{}\n[[stations]]\nid = \"s1\"\nname = \"Gauge 1\"\nteam = \"east\"\nstages = {{ guard = 1.0, warning = 2.0 }}\n",
+        channel(first),
+        second.map(channel).unwrap_or_default()
+    )
+}
+
+/// Replaces the daemon's configuration file (it is read again on restart).
+fn rewrite_config(hw: &Hydrowatch, mqtt: &Mosquitto, body: &str, rx: &Receiver) {
+    let text = config(mqtt, body, rx)
+        .replace("{dir}", &hw.dir().display().to_string())
+        .replace("{http_port}", &hw.http_port().to_string());
+    std::fs::write(hw.config_path(), text).expect("write the configuration");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reordered_channels_keep_their_pending_notifications() {
+    let (mqtt, rx, mut hw) = start(&two_channels("/a", Some("/b")), Vec::new()).await;
+    rx.refuse("/a", "", 503, "{}");
+    publish_reading(&mqtt, "s1", "2021-07-20T08:00:00+08:00", 1.5).await;
+    wait_until_async(
+        Duration::from_secs(10),
+        "b has the event, a is retrying",
+        || !rx.delivered("/b").is_empty() && !rx.requests("/a").is_empty(),
+    )
+    .await;
+    let firing = rx.delivered("/b")[0]["event_id"].clone();
+
+    // Restart with the channels the other way round while /a's row is pending.
+    hw.kill9();
+    rewrite_config(&hw, &mqtt, &two_channels("/b", Some("/a")), &rx);
+    rx.accept_all();
+    hw.restart();
+    hw.wait_ready(Duration::from_secs(30));
+    wait_until_async(Duration::from_secs(10), "a gets its pending event", || {
+        !rx.delivered("/a").is_empty()
+    })
+    .await;
+    assert_eq!(rx.delivered("/a")[0]["event_id"], firing);
+    assert_eq!(
+        rx.requests("/b").len(),
+        1,
+        "b never gets a's pending notification"
+    );
+
+    // A channel removed while its row is pending: the row fails with that reason.
+    rx.refuse("/a", "", 503, "{}");
+    publish_reading(&mqtt, "s1", "2021-07-20T08:05:00+08:00", 2.5).await;
+    wait_until_async(
+        Duration::from_secs(10),
+        "escalated: b has it, a retries",
+        || {
+            rx.delivered("/b").len() == 2
+                && rx
+                    .requests("/a")
+                    .iter()
+                    .any(|r| r.json()["state"] == "escalated")
+        },
+    )
+    .await;
+    hw.kill9();
+    rewrite_config(&hw, &mqtt, &two_channels("/b", None), &rx);
+    hw.restart();
+    hw.wait_ready(Duration::from_secs(30));
+    wait_until_async(Duration::from_secs(10), "the orphaned row failed", || {
+        !notifications(&hw, "failed").is_empty()
+    })
+    .await;
+    let failed = &notifications(&hw, "failed")[0];
+    assert_eq!(failed["event_state"], "escalated");
+    assert_eq!(failed["kind"], "unknown");
+    assert!(
+        failed["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("no longer configured"),
+        "{failed}"
+    );
+    assert_eq!(rx.requests("/b").len(), 2, "nothing re-routed to b");
+    assert!(notifications(&hw, "pending").is_empty());
+}
+
+const MQTT_CHANNEL: &str = r#"
+[[teams]]
+id = "east"
+token = "east-token"
+  [[teams.channels]]
+  kind = "mqtt"
+  timeout = "1s"
+  backoff = "100ms"
+
+[[stations]]
+id = "s1"
+name = "Gauge 1"
+team = "east"
+stages = { guard = 1.0, warning = 2.0 }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_notifications_are_delivered_only_when_the_broker_acknowledges() {
+    let (mut mqtt, _rx, hw) = start(MQTT_CHANNEL, Vec::new()).await;
+    let mut alerts = MqttSubscriber::connect(mqtt.port(), "hydro/alerts/#").await;
+    publish_reading(&mqtt, "s1", "2021-07-20T08:00:00+08:00", 1.5).await;
+    let got = alerts.recv_n(1, Duration::from_secs(10)).await;
+    let firing: Value = serde_json::from_slice(&got[0].1).unwrap();
+    wait_until_async(Duration::from_secs(10), "firing delivered", || {
+        notifications(&hw, "delivered").len() == 1
+    })
+    .await;
+
+    // The broker goes away; an acknowledgement (over HTTP) makes an event for the channel.
+    mqtt.stop();
+    let alert_id = firing["alert_id"].as_str().unwrap();
+    let (code, body) = hw.http_post(
+        &format!("/api/v1/alerts/{alert_id}/ack"),
+        b"",
+        &[("Authorization", "Bearer east-token")],
+    );
+    assert_eq!(code, 200, "{body}");
+    wait_until_async(
+        Duration::from_secs(15),
+        "unacknowledged publishes retried",
+        || {
+            notifications(&hw, "pending")
+                .first()
+                .is_some_and(|n| n["attempts"].as_u64() >= Some(2))
+        },
+    )
+    .await;
+    let pending = &notifications(&hw, "pending")[0];
+    assert_eq!(pending["event_state"], "acknowledged");
+    assert_eq!(pending["kind"], "mqtt");
+    let error = pending["last_error"].as_str().unwrap();
+    assert!(
+        error.contains("PUBACK") || error.contains("MQTT connection"),
+        "{error}"
+    );
+    assert_eq!(notifications(&hw, "delivered").len(), 1, "not delivered");
+    assert_eq!(
+        metric(
+            &hw,
+            "hydrowatch_notifications_total",
+            &[r#"channel="mqtt""#, r#"result="delivered""#],
+        ),
+        1.0
+    );
+
+    // Back (without persistence: a retained status now was published after the restart).
+    mqtt.restart();
+    wait_until_async(Duration::from_secs(20), "acknowledged delivered", || {
+        notifications(&hw, "delivered").len() == 2
+    })
+    .await;
+    let mut status = MqttSubscriber::connect(mqtt.port(), "hydro/status/s1").await;
+    let retained = status.recv_n(1, Duration::from_secs(10)).await;
+    let st: Value = serde_json::from_slice(&retained[0].1).unwrap();
+    assert_eq!(st["open_alerts"][0]["acknowledged_by"], "east", "{st}");
+    assert!(notifications(&hw, "failed").is_empty());
+}

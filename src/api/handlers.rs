@@ -19,6 +19,7 @@ use crate::alerts::{Alert, AlertEvent};
 use crate::config::{Stage, Station};
 use crate::journal::{self, writer::Command};
 use crate::model::{format_time, now_millis, Millis, Reading};
+use crate::notify::outbox;
 use crate::rules::{AckError, StationStatus};
 
 /// Most points a series returns before it is downsampled.
@@ -515,6 +516,116 @@ pub async fn dead_letters(
         response.headers_mut().insert(header::LINK, link);
     }
     Ok(response)
+}
+
+#[derive(Deserialize)]
+pub struct NotificationsQuery {
+    pub state: Option<String>,
+    /// Kept as text so that a bad number gets this API's JSON 400, not axum's plain one.
+    pub limit: Option<String>,
+    pub before: Option<String>,
+}
+
+/// One outbox row: an event on its way to (or at, or refused by) one team channel.
+#[derive(Serialize)]
+pub struct NotificationView {
+    /// The row's id; pass the last one seen as `before` for the next page.
+    pub id: i64,
+    /// `pending`, `delivered` or `failed`.
+    pub state: &'static str,
+    pub event_id: String,
+    pub alert_id: String,
+    pub station: String,
+    /// The alert event's state (`firing`, `acknowledged`...).
+    pub event_state: String,
+    pub team: String,
+    /// The channel's id within the team.
+    pub channel: String,
+    /// The channel's kind, or `unknown` when it is no longer configured.
+    pub kind: &'static str,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    /// When the event was recorded (and the notification queued), like every time in this
+    /// API: milliseconds since the epoch.
+    pub created_at: Millis,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<Millis>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivered_at: Option<Millis>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed_at: Option<Millis>,
+}
+
+fn notification_view(state: &AppState, row: outbox::Row) -> NotificationView {
+    let (team, channel) = row
+        .destination
+        .rsplit_once('/')
+        .map(|(t, c)| (t.to_string(), c.to_string()))
+        .unwrap_or_else(|| (String::new(), row.destination.clone()));
+    let kind = crate::notify::lookup(&state.settings, &row.destination)
+        .map_or("unknown", |(_, c)| c.kind.as_str());
+    let status = match (row.delivered_ms, row.failed_ms) {
+        (Some(_), _) => "delivered",
+        (None, Some(_)) => "failed",
+        (None, None) => "pending",
+    };
+    NotificationView {
+        id: row.id,
+        state: status,
+        event_id: row.event_id,
+        alert_id: row.alert_id,
+        station: row.station,
+        event_state: row.event_state,
+        team,
+        channel,
+        kind,
+        attempts: row.attempts,
+        last_error: row.last_error,
+        created_at: row.created_ms,
+        next_attempt_at: (status == "pending").then_some(row.next_attempt_ms),
+        delivered_at: row.delivered_ms,
+        failed_at: row.failed_ms,
+    }
+}
+
+fn whole_number(name: &str, text: Option<&str>) -> Result<Option<i64>, ApiError> {
+    text.map(|t| {
+        t.parse::<i64>().map_err(|_| {
+            ApiError::bad_request(format!("`{name}` must be a whole number, not `{t}`"))
+        })
+    })
+    .transpose()
+}
+
+/// `GET /api/v1/notifications?state=failed|pending|delivered|all&limit=&before=`: outbox rows,
+/// newest first; `limit` defaults to 100, at most 1000; `before` is a row id (paging).
+pub async fn notifications(
+    State(state): State<AppState>,
+    Query(q): Query<NotificationsQuery>,
+) -> Result<Json<Vec<NotificationView>>, ApiError> {
+    let text = q.state.as_deref().unwrap_or("all");
+    let filter = outbox::Filter::parse(text).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "state `{text}` is not `failed`, `pending`, `delivered` or `all`"
+        ))
+    })?;
+    let limit = whole_number("limit", q.limit.as_deref())?
+        .unwrap_or(100)
+        .clamp(0, 1000) as usize;
+    let before = whole_number("before", q.before.as_deref())?;
+    let reader = state.reader.clone();
+    let rows = tokio::task::spawn_blocking(move || {
+        let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
+        outbox::list(&conn, filter, before, limit)
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?
+    .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|row| notification_view(&state, row))
+            .collect(),
+    ))
 }
 
 /// `GET /api/v1/events`: server-sent events `reading` and `alert` as they are committed.

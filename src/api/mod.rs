@@ -89,6 +89,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/alerts", get(handlers::alerts))
         .route("/api/v1/alerts/{id}", get(handlers::alert))
         .route("/api/v1/dead_letters", get(handlers::dead_letters))
+        .route("/api/v1/notifications", get(handlers::notifications))
         .route("/api/v1/events", get(handlers::events))
         .route_layer(middleware::from_fn_with_state(state.clone(), read_access));
     Router::new()

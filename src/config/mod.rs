@@ -284,6 +284,10 @@ impl ChannelKind {
 /// One way of reaching a team.
 #[derive(Debug, Clone)]
 pub struct Channel {
+    /// Stable identity within the team: the outbox addresses `{team}/{id}`, so reordering or
+    /// editing other channels never sends a pending notification somewhere else. Written as
+    /// `id`, or derived from the kind and the URL or topic (see [`Channel::derived_id`]).
+    pub id: String,
     pub kind: ChannelKind,
     pub url: Option<url::Url>,
     pub secret: Option<String>,
@@ -302,6 +306,46 @@ pub struct Channel {
     pub timeout: Duration,
     /// First retry delay; doubles per failed attempt, at most a minute.
     pub backoff: Duration,
+    /// A notification still failing transiently this long after it was queued is `failed`.
+    pub give_up_after: Duration,
     /// Extra HTTP headers sent with every request.
     pub headers: Vec<(String, String)>,
+}
+
+impl Channel {
+    /// The identity of a channel written without `id`: `{kind}-{host}-{fingerprint}` (or
+    /// `{kind}-{fingerprint}` without a URL), the fingerprint being the first 8 hex digits of
+    /// SHA-256 over the kind and the URL (MQTT: the topic prefixes). Robot URLs carry their
+    /// access token, so the URL itself never appears, only its host and that digest.
+    pub fn derived_id(
+        kind: ChannelKind,
+        url: Option<&url::Url>,
+        topics: &[Option<&str>],
+    ) -> String {
+        use sha2::{Digest, Sha256};
+        let mut digest = Sha256::new();
+        digest.update(kind.as_str().as_bytes());
+        if let Some(url) = url {
+            digest.update(b"\n");
+            digest.update(url.as_str().as_bytes());
+        }
+        for topic in topics {
+            digest.update(b"\n");
+            digest.update(topic.unwrap_or("").as_bytes());
+        }
+        let fingerprint = hex::encode(&digest.finalize()[..4]);
+        match url.and_then(|u| u.host_str()) {
+            Some(host) => format!("{}-{host}-{fingerprint}", kind.as_str()),
+            None => format!("{}-{fingerprint}", kind.as_str()),
+        }
+    }
+}
+
+/// Whether `id` may name a channel: 1 to 64 of `[A-Za-z0-9_.:-]` (no `/`, which separates
+/// the team from the channel in an outbox destination).
+pub fn valid_channel_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b':'))
 }

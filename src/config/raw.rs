@@ -181,6 +181,8 @@ pub struct RawMember {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawChannel {
+    /// The channel's identity in the outbox (default: derived from kind and URL or topic).
+    pub id: Option<String>,
     pub kind: String,
     pub url: Option<String>,
     pub secret: Option<String>,
@@ -199,6 +201,8 @@ pub struct RawChannel {
     pub timeout: Option<String>,
     /// First retry delay, doubled per failed attempt up to a minute (default 1s).
     pub backoff: Option<String>,
+    /// How long a notification that keeps failing transiently is retried (default 6h).
+    pub give_up_after: Option<String>,
     /// Extra HTTP headers (an SMS gateway's API key, for instance).
     #[serde(default)]
     pub headers: IndexMap<String, String>,

@@ -391,12 +391,24 @@ fn team(cx: &mut Ctx, raw: RawTeam, team_ids: &HashSet<String>) -> Team {
             phone: m.phone,
         })
         .collect();
-    let channels = raw
+    let channels: Vec<Channel> = raw
         .channels
         .into_iter()
         .enumerate()
         .filter_map(|(i, c)| channel(cx, &id, i, c, language, &members))
         .collect();
+    for (i, c) in channels.iter().enumerate() {
+        if channels[..i].iter().any(|earlier| earlier.id == c.id) {
+            cx.team(
+                &id,
+                &format!("channels[{i}].id"),
+                format!(
+                    "another channel of this team is also `{}`: give each an `id` of its own",
+                    c.id
+                ),
+            );
+        }
+    }
     let escalation = raw
         .escalation
         .into_iter()
@@ -496,6 +508,31 @@ fn channel(
         None => Duration::from_secs(1),
         Some(t) => cx.duration(t, |c, m| c.team(team, &key("backoff"), m)),
     };
+    let give_up_after = match raw.give_up_after.as_deref() {
+        None => Duration::from_secs(6 * 3600),
+        Some(t) => cx.duration(t, |c, m| c.team(team, &key("give_up_after"), m)),
+    };
+    let id = match raw.id {
+        Some(id) => {
+            if !super::valid_channel_id(&id) {
+                cx.team(
+                    team,
+                    &key("id"),
+                    format!("`{id}` is not 1 to 64 of A-Z a-z 0-9 _ . : -"),
+                );
+            }
+            id
+        }
+        None => Channel::derived_id(
+            kind,
+            url.as_ref(),
+            match kind {
+                ChannelKind::Mqtt => vec![raw.topic.as_deref(), raw.status_topic.as_deref()],
+                _ => Vec::new(),
+            }
+            .as_slice(),
+        ),
+    };
     let written_zero = raw
         .timeout
         .as_deref()
@@ -518,6 +555,7 @@ fn channel(
         }),
     };
     Some(Channel {
+        id,
         kind,
         url,
         secret,
@@ -531,6 +569,7 @@ fn channel(
         status_topic: raw.status_topic,
         timeout,
         backoff,
+        give_up_after,
         headers: raw.headers.into_iter().collect(),
     })
 }
@@ -788,4 +827,61 @@ pub(super) fn read_sl323_csv(path: &Path) -> Result<Vec<RawStation>, String> {
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::load_from_str;
+
+    const TEAM: &str = "[[teams]]\nid = \"east\"\n";
+
+    fn channel(lines: &str) -> String {
+        format!("  [[teams.channels]]\n{lines}\n")
+    }
+
+    #[test]
+    fn channel_ids_are_derived_without_the_url_secret_and_stable() {
+        let text = format!(
+            "{TEAM}{}{}",
+            channel("  kind = \"wecom\"\n  url = \"https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=SECRET-KEY\""),
+            channel("  kind = \"mqtt\"\n  give_up_after = \"30m\"")
+        );
+        let settings = load_from_str(&text).expect("valid");
+        let wecom = &settings.teams[0].channels[0];
+        assert!(
+            wecom.id.starts_with("wecom-qyapi.weixin.qq.com-"),
+            "{}",
+            wecom.id
+        );
+        assert!(!wecom.id.contains("SECRET"), "{}", wecom.id);
+        assert_eq!(
+            wecom.give_up_after,
+            std::time::Duration::from_secs(6 * 3600)
+        );
+        let mqtt = &settings.teams[0].channels[1];
+        assert!(mqtt.id.starts_with("mqtt-"), "{}", mqtt.id);
+        assert_eq!(mqtt.give_up_after, std::time::Duration::from_secs(1800));
+        // Same configuration, same ids: what the outbox relies on across restarts.
+        let again = load_from_str(&text).expect("valid");
+        assert_eq!(again.teams[0].channels[0].id, wecom.id);
+    }
+
+    #[test]
+    fn channel_ids_must_be_unique_in_a_team_and_well_formed() {
+        let hook = channel("  kind = \"webhook\"\n  url = \"http://127.0.0.1:9/hook\"");
+        let problems = load_from_str(&format!("{TEAM}{hook}{hook}"))
+            .expect_err("two identical channels")
+            .to_string();
+        assert!(problems.contains("channels[1].id"), "{problems}");
+        let named = |id: &str| {
+            channel(&format!(
+                "  id = \"{id}\"\n  kind = \"webhook\"\n  url = \"http://127.0.0.1:9/hook\""
+            ))
+        };
+        assert!(load_from_str(&format!("{TEAM}{hook}{}", named("duty-officer"))).is_ok());
+        let problems = load_from_str(&format!("{TEAM}{}", named("a/b")))
+            .expect_err("a slash")
+            .to_string();
+        assert!(problems.contains("channels[0].id"), "{problems}");
+    }
 }

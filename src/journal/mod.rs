@@ -93,6 +93,7 @@ CREATE TABLE IF NOT EXISTS alert_events (
 );
 CREATE INDEX IF NOT EXISTS alert_events_alert ON alert_events (alert_id);
 
+-- destination: `{team}/{channel id}` (notify::outbox). A row ends delivered or failed.
 CREATE TABLE IF NOT EXISTS outbox (
     id              INTEGER PRIMARY KEY,
     event_seq       INTEGER NOT NULL,
@@ -100,9 +101,9 @@ CREATE TABLE IF NOT EXISTS outbox (
     attempts        INTEGER NOT NULL DEFAULT 0,
     next_attempt_ms INTEGER NOT NULL,
     delivered_ms    INTEGER,
-    last_error      TEXT
+    last_error      TEXT,
+    failed_ms       INTEGER
 );
-CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (destination, id) WHERE delivered_ms IS NULL;
 
 -- Which teams were paged for an alert, first and last (wall clock): the durable state of
 -- re-notification and escalation timers (notify::escalation).
@@ -152,6 +153,7 @@ fn migrate(conn: &Connection) -> Result<(), JournalError> {
         [],
         |r| r.get::<_, i64>(0).map(|n| n > 0),
     )?;
+    migrate_outbox(conn)?;
     if !has_bytes {
         let tx = immediate(conn)?;
         tx.execute_batch(
@@ -194,6 +196,26 @@ pub fn is_transient(e: &JournalError) -> bool {
         JournalError::Open { .. } | JournalError::Directory { .. } => true,
         _ => false,
     }
+}
+
+/// Journals from before failed notifications existed: add `failed_ms`, and index the pending
+/// rows as rows neither delivered nor failed (the old index counted failed rows as pending).
+fn migrate_outbox(conn: &Connection) -> Result<(), JournalError> {
+    let has_failed: bool = conn.query_row(
+        "SELECT count(*) FROM pragma_table_info('outbox') WHERE name = 'failed_ms'",
+        [],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if !has_failed {
+        conn.execute_batch("ALTER TABLE outbox ADD COLUMN failed_ms INTEGER;")?;
+    }
+    conn.execute_batch(
+        "DROP INDEX IF EXISTS outbox_pending;
+         CREATE INDEX IF NOT EXISTS outbox_waiting ON outbox (destination, id)
+           WHERE delivered_ms IS NULL AND failed_ms IS NULL;
+         CREATE INDEX IF NOT EXISTS outbox_failed ON outbox (id) WHERE failed_ms IS NOT NULL;",
+    )?;
+    Ok(())
 }
 
 /// A stored reading with its forwarding sequence number.
@@ -546,7 +568,7 @@ pub struct Pruned {
 
 /// Deletes readings received before `before_ms` that every consumer has passed (retention
 /// never deletes a reading that has not been forwarded), dead letters received before it,
-/// and delivered notifications older than it, in small chunks.
+/// and delivered or failed notifications older than it, in small chunks.
 pub fn prune(
     conn: &Connection,
     before_ms: Millis,
@@ -575,7 +597,7 @@ pub fn prune(
             Ok(conn
                 .prepare_cached(
                     "DELETE FROM outbox WHERE id IN (
-                       SELECT id FROM outbox WHERE delivered_ms IS NOT NULL AND delivered_ms < ?1
+                       SELECT id FROM outbox WHERE coalesce(delivered_ms, failed_ms) < ?1
                        ORDER BY id LIMIT ?2)",
                 )?
                 .execute(params![before_ms, PRUNE_CHUNK])?)

@@ -2,19 +2,25 @@
 //! that keeps trying until they have it.
 //!
 //! The journal writer calls [`route`] inside the transaction that records an event, so each
-//! (event, destination) pair is an outbox row before anything is sent. The [`dispatch`]
-//! task delivers each destination's rows strictly in order, retrying with backoff; a
-//! receiver that is down for an hour gets every event, in order, when it returns, each
-//! carrying the same `event_id` on every attempt.
+//! (event, destination) pair is an outbox row before anything is sent. A destination is a
+//! team's channel by its stable id (`{team}/{channel id}`), never by its position in the
+//! team's list. The [`dispatch`] task delivers each destination's rows in order, retrying
+//! transient failures with backoff; a receiver that is down for an hour gets every event, in
+//! order, when it returns, each carrying the same `event_id` on every attempt. A row the
+//! receiver refuses for good, or that keeps failing past the channel's `give_up_after`, is
+//! marked failed ([`outcome`]) and stops holding back the rows behind it.
 
 pub mod channels;
 pub mod dispatch;
 pub mod escalation;
+pub mod mqtt;
+pub mod outbox;
+pub mod outcome;
 
 use serde::Serialize;
 
 use crate::alerts::{Alert, AlertEvent, AlertState, PageReason};
-use crate::config::{Settings, Station};
+use crate::config::{Channel, Settings, Station, Team};
 use crate::model::format_time;
 
 /// The teams an event pages. A lifecycle event goes to the station's team, the teams the
@@ -41,8 +47,8 @@ pub fn route_teams(settings: &Settings, event: &AlertEvent, paged: &[String]) ->
     )
 }
 
-/// The outbox destinations for an event: `"{team}/{channel index}"` for every channel of
-/// the teams [`route_teams`] names.
+/// The outbox destinations for an event: `"{team}/{channel id}"` for every channel of the
+/// teams [`route_teams`] names.
 pub fn route(settings: &Settings, event: &AlertEvent, paged: &[String]) -> Vec<String> {
     let teams = route_teams(settings, event, paged);
     let teams: Vec<&str> = teams.iter().map(String::as_str).collect();
@@ -93,8 +99,8 @@ pub fn destinations(settings: &Settings, teams: &[&str]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for id in teams {
         if let Some(team) = settings.team(id) {
-            for i in 0..team.channels.len() {
-                let d = format!("{}/{}", team.id, i);
+            for channel in &team.channels {
+                let d = destination(team, channel);
                 if !out.contains(&d) {
                     out.push(d);
                 }
@@ -102,6 +108,20 @@ pub fn destinations(settings: &Settings, teams: &[&str]) -> Vec<String> {
         }
     }
     out
+}
+
+/// A channel's outbox address: `{team}/{channel id}`. Channel ids never contain `/`, so the
+/// last `/` separates the two.
+pub fn destination(team: &Team, channel: &Channel) -> String {
+    format!("{}/{}", team.id, channel.id)
+}
+
+/// The team and channel an outbox address names in `settings`, if it still exists.
+pub fn lookup<'a>(settings: &'a Settings, destination: &str) -> Option<(&'a Team, &'a Channel)> {
+    let (team, channel) = destination.rsplit_once('/')?;
+    let team = settings.team(team)?;
+    let channel = team.channels.iter().find(|c| c.id == channel)?;
+    Some((team, channel))
 }
 
 /// The contract's webhook body (also the MQTT channel's payload).

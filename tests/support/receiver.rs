@@ -76,10 +76,21 @@ impl Delivery {
     }
 }
 
+/// A standing answer: requests whose path starts with `path` and whose body contains `body`
+/// are answered `status` with `answer` (a robot's JSON, for instance), whatever the script.
+#[derive(Clone, Debug)]
+struct Rule {
+    path: String,
+    body: String,
+    status: u16,
+    answer: String,
+}
+
 #[derive(Clone, Default)]
 struct Inner {
     log: Arc<Mutex<Vec<Delivery>>>,
     script: Arc<Mutex<VecDeque<Reply>>>,
+    rules: Arc<Mutex<Vec<Rule>>>,
     down: Arc<AtomicBool>,
     /// The 2xx status answered while up (0 means 200).
     status: Arc<AtomicU16>,
@@ -106,6 +117,32 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let at = Instant::now();
+    let rule = inner
+        .rules
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|r| {
+            uri.path().starts_with(&r.path) && String::from_utf8_lossy(&body).contains(&r.body)
+        })
+        .cloned();
+    if let Some(rule) = rule {
+        inner.log.lock().unwrap().push(Delivery {
+            at,
+            method: method.to_string(),
+            path: uri.path().to_string(),
+            query: uri.query().unwrap_or("").to_string(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+                .collect(),
+            body: body.to_vec(),
+            answered: rule.status,
+            accepted: false,
+        });
+        let status = StatusCode::from_u16(rule.status).unwrap();
+        return (status, [("content-type", "application/json")], rule.answer).into_response();
+    }
     let scripted = inner.script.lock().unwrap().pop_front();
     let reply = scripted.unwrap_or_else(|| {
         if inner.down.load(Ordering::SeqCst) {
@@ -178,6 +215,23 @@ impl Receiver {
     /// While down, every request is answered 503 (and recorded as not accepted).
     pub fn set_down(&self, down: bool) {
         self.inner.down.store(down, Ordering::SeqCst);
+    }
+
+    /// From now on, answers `status` with the JSON `answer` to every request whose path
+    /// starts with `path` and whose body contains `body` (a receiver that refuses one event,
+    /// or a chat robot answering an error code). Such requests never count as accepted.
+    pub fn refuse(&self, path: &str, body: &str, status: u16, answer: &str) {
+        self.inner.rules.lock().unwrap().push(Rule {
+            path: path.into(),
+            body: body.into(),
+            status,
+            answer: answer.into(),
+        });
+    }
+
+    /// Forgets every rule set by [`Receiver::refuse`].
+    pub fn accept_all(&self) {
+        self.inner.rules.lock().unwrap().clear();
     }
 
     /// The 2xx status to answer with while up.

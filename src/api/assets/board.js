@@ -25,7 +25,8 @@
       to: "距", about: "约", unauthorized: "需要读取令牌：请用 /?token=… 打开看板",
       load_failed: "加载失败：", stations_over: "超", stations_count: "站", all_normal: "全部正常",
       hydrograph: "水位过程线", no_series: "该时段无数据", pick: "点击站点查看水位过程线",
-      value: "值", threshold: "阈值", team: "责任队伍", deliveries: "演示巡堤队收到的通知"
+      value: "值", threshold: "阈值", team: "责任队伍", deliveries: "演示巡堤队收到的通知",
+      failed_notifications: "发送失败的通知", attempts: "次尝试"
     },
     en: {
       title: "Status board", connecting: "connecting…", live: "live", disconnected: "disconnected",
@@ -38,7 +39,8 @@
       to: "to ", about: "≈", unauthorized: "A read token is needed: open the board as /?token=…",
       load_failed: "Loading failed: ", stations_over: "≥", stations_count: "", all_normal: "all normal",
       hydrograph: "Hydrograph", no_series: "no readings in this period", pick: "Click a station for its hydrograph",
-      value: "value", threshold: "threshold", team: "team"
+      value: "value", threshold: "threshold", team: "team",
+      failed_notifications: "Failed notifications", attempts: "attempts"
     }
   };
   var STAGE_NAMES = {
@@ -140,7 +142,37 @@
         render();
       })
       .then(refreshDeliveries)
+      .then(refreshFailed)
       .catch(showError);
+  }
+
+  // Notifications no receiver took (refused, given up on, channel removed): the duty officer
+  // must reach those people another way, so they stay in sight until the journal drops them.
+  var FAILED_SHOWN = 50;
+  var failed = [];
+  function refreshFailed() {
+    return api("/api/v1/notifications?state=failed&limit=" + FAILED_SHOWN).then(function (list) {
+      failed = list;
+      renderFailed();
+    });
+  }
+
+  function renderFailed() {
+    var panel = document.getElementById("failed-panel");
+    panel.hidden = !failed.length;
+    document.getElementById("failed-count").textContent =
+      failed.length ? "(" + failed.length + (failed.length >= FAILED_SHOWN ? "+" : "") + ")" : "";
+    var ul = document.getElementById("failed");
+    ul.textContent = "";
+    failed.slice(0, 8).forEach(function (n) {
+      var s = stationById(n.station);
+      ul.appendChild(el("li", { "data-event": n.event_id, "data-channel": n.channel }, [
+        el("div", { class: "what", text: (s ? s.name : n.station) + " · " + (STATE_NAMES[lang][n.event_state] || n.event_state) +
+          " → " + teamName(n.team) + " · " + n.kind }),
+        el("div", { class: "meta", text: timeText(n.failed_at) + " · " + n.attempts + " " + t("attempts") }),
+        el("div", { class: "meta", text: n.last_error || "" })
+      ]));
+    });
   }
 
   // `hydrowatch demo` runs a patrol team's webhook receiver in-process and lists what it
@@ -241,6 +273,7 @@
     renderSummary();
     renderStations();
     renderAlerts();
+    renderFailed();
     if (!selected && stations.length) {
       // Start on the most severe station.
       var best = stations.slice().sort(function (a, b) {
@@ -515,6 +548,8 @@
   setInterval(tick, 1000);
   // Offline detection and time-to-stage move with the wall clock too.
   setInterval(refresh, 60000);
+  // A notification fails without any event on the live stream: look for new ones often.
+  setInterval(function () { refreshFailed().catch(showError); }, 10000);
   refresh();
   connect();
 })();

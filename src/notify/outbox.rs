@@ -1,0 +1,332 @@
+//! The outbox table's reads and state changes: what the dispatcher delivers next, how a row
+//! ends (`delivered` or `failed`), and the list the API and the board show.
+//!
+//! A row is one (event, destination) pair, written by the journal writer in the event's own
+//! transaction. Its destination is `{team}/{channel id}`: a channel's stable identity, not its
+//! position in the team's list, so editing a team's channels never sends a row elsewhere.
+//! A row is pending until it is delivered or failed; both are final.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::alerts::AlertEvent;
+use crate::config::Settings;
+use crate::journal::JournalError;
+use crate::model::Millis;
+
+/// The oldest pending row of a destination, with its event.
+pub struct Pending {
+    pub id: i64,
+    pub attempts: i64,
+    pub next_attempt_ms: Millis,
+    /// When the event (and so the row) was recorded: `give_up_after` counts from here.
+    pub created_ms: Millis,
+    pub event: AlertEvent,
+}
+
+/// Destinations with at least one pending row.
+pub fn destinations_with_work(conn: &Connection) -> Result<Vec<String>, JournalError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT DISTINCT destination FROM outbox WHERE delivered_ms IS NULL AND failed_ms IS NULL",
+    )?;
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// The destination's oldest pending row: per-destination order is kept among pending rows,
+/// and a failed row is no longer among them.
+pub fn head(conn: &Connection, destination: &str) -> Result<Option<Pending>, JournalError> {
+    let row = conn
+        .query_row(
+            "SELECT o.id, o.attempts, o.next_attempt_ms, e.created_ms, e.json FROM outbox o
+             JOIN alert_events e ON e.seq = o.event_seq
+             WHERE o.destination = ?1 AND o.delivered_ms IS NULL AND o.failed_ms IS NULL
+             ORDER BY o.id LIMIT 1",
+            [destination],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            },
+        )
+        .optional()?;
+    Ok(match row {
+        None => None,
+        Some((id, attempts, next_attempt_ms, created_ms, json)) => Some(Pending {
+            id,
+            attempts,
+            next_attempt_ms,
+            created_ms,
+            event: serde_json::from_str(&json)?,
+        }),
+    })
+}
+
+/// The receiver has it.
+pub fn mark_delivered(conn: &Connection, id: i64, now: Millis) -> Result<(), JournalError> {
+    conn.execute(
+        "UPDATE outbox SET delivered_ms = ?1, attempts = attempts + 1 WHERE id = ?2",
+        params![now, id],
+    )?;
+    Ok(())
+}
+
+/// Another try at `next_attempt_ms`.
+pub fn mark_retry(
+    conn: &Connection,
+    id: i64,
+    attempts: i64,
+    next_attempt_ms: Millis,
+    error: &str,
+) -> Result<(), JournalError> {
+    conn.execute(
+        "UPDATE outbox SET attempts = ?1, next_attempt_ms = ?2, last_error = ?3 WHERE id = ?4",
+        params![attempts, next_attempt_ms, error, id],
+    )?;
+    Ok(())
+}
+
+/// No more tries: refused for good, given up on, or its channel is gone.
+pub fn mark_failed(
+    conn: &Connection,
+    id: i64,
+    attempts: i64,
+    now: Millis,
+    error: &str,
+) -> Result<(), JournalError> {
+    conn.execute(
+        "UPDATE outbox SET attempts = ?1, failed_ms = ?2, last_error = ?3 WHERE id = ?4",
+        params![attempts, now, error, id],
+    )?;
+    Ok(())
+}
+
+/// Rows queued by versions that addressed a channel by its position (`{team}/{index}`) are
+/// readdressed to the channel now at that position, which is where they would have gone
+/// anyway: the version upgrade is assumed not to coincide with a reordering of channels.
+/// Positions past the end keep their old address and fail as no longer configured. Returns
+/// how many rows were readdressed.
+pub fn adopt_positional_destinations(
+    conn: &Connection,
+    settings: &Settings,
+) -> Result<usize, JournalError> {
+    let current: std::collections::HashSet<String> = settings
+        .teams
+        .iter()
+        .flat_map(|t| t.channels.iter().map(|c| super::destination(t, c)))
+        .collect();
+    let mut moved = 0;
+    for team in &settings.teams {
+        for (index, channel) in team.channels.iter().enumerate() {
+            let old = format!("{}/{index}", team.id);
+            if current.contains(&old) {
+                continue;
+            }
+            moved += conn.execute(
+                "UPDATE outbox SET destination = ?1
+                 WHERE destination = ?2 AND delivered_ms IS NULL AND failed_ms IS NULL",
+                params![super::destination(team, channel), old],
+            )?;
+        }
+    }
+    Ok(moved)
+}
+
+/// Which rows a list shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filter {
+    Pending,
+    Delivered,
+    Failed,
+    All,
+}
+
+impl Filter {
+    /// From the API's `state` parameter.
+    pub fn parse(text: &str) -> Option<Filter> {
+        match text {
+            "pending" => Some(Filter::Pending),
+            "delivered" => Some(Filter::Delivered),
+            "failed" => Some(Filter::Failed),
+            "all" => Some(Filter::All),
+            _ => None,
+        }
+    }
+
+    fn sql(self) -> &'static str {
+        match self {
+            Filter::Pending => "o.delivered_ms IS NULL AND o.failed_ms IS NULL",
+            Filter::Delivered => "o.delivered_ms IS NOT NULL",
+            Filter::Failed => "o.failed_ms IS NOT NULL",
+            Filter::All => "1 = 1",
+        }
+    }
+}
+
+/// One outbox row as the API lists it.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub id: i64,
+    pub destination: String,
+    pub event_id: String,
+    pub alert_id: String,
+    pub station: String,
+    /// The event's state (`firing`, `acknowledged`...).
+    pub event_state: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub created_ms: Millis,
+    pub next_attempt_ms: Millis,
+    pub delivered_ms: Option<Millis>,
+    pub failed_ms: Option<Millis>,
+}
+
+/// Rows matching `filter` with an id below `before` (all when `None`), newest first, at most
+/// `limit`: page on by passing the last row's id as the next `before`.
+pub fn list(
+    conn: &Connection,
+    filter: Filter,
+    before: Option<i64>,
+    limit: usize,
+) -> Result<Vec<Row>, JournalError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT o.id, o.destination, e.event_id, e.alert_id,
+                coalesce(json_extract(e.json, '$.station'), ''),
+                coalesce(json_extract(e.json, '$.state'), ''),
+                o.attempts, o.last_error, e.created_ms, o.next_attempt_ms, o.delivered_ms,
+                o.failed_ms
+         FROM outbox o JOIN alert_events e ON e.seq = o.event_seq
+         WHERE {} AND o.id < ?1 ORDER BY o.id DESC LIMIT ?2",
+        filter.sql()
+    ))?;
+    let rows = stmt.query_map(params![before.unwrap_or(i64::MAX), limit as i64], |r| {
+        Ok(Row {
+            id: r.get(0)?,
+            destination: r.get(1)?,
+            event_id: r.get(2)?,
+            alert_id: r.get(3)?,
+            station: r.get(4)?,
+            event_state: r.get(5)?,
+            attempts: r.get(6)?,
+            last_error: r.get(7)?,
+            created_ms: r.get(8)?,
+            next_attempt_ms: r.get(9)?,
+            delivered_ms: r.get(10)?,
+            failed_ms: r.get(11)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// How many rows have failed (for the board's count).
+pub fn failed_count(conn: &Connection) -> Result<i64, JournalError> {
+    Ok(conn.query_row(
+        "SELECT count(*) FROM outbox WHERE failed_ms IS NOT NULL",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = r#"
+[[teams]]
+id = "east"
+  [[teams.channels]]
+  id = "duty-hook"
+  kind = "webhook"
+  url = "http://127.0.0.1:1/a"
+  [[teams.channels]]
+  kind = "webhook"
+  url = "http://127.0.0.1:1/b"
+"#;
+
+    fn journal() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let conn = crate::journal::open(&dir.path().join("j.db")).expect("journal");
+        conn.execute(
+            "INSERT INTO alert_events (seq, event_id, alert_id, created_ms, json)
+             VALUES (1, 'e1', 'a1', 0, ?1)",
+            [serde_json::json!({
+                "event_id": "e1", "alert_id": "a1", "state": "firing", "station": "s1",
+                "rule": "stage", "stage": "guard", "stage_index": 0, "value": 1.5,
+                "threshold": 1.0, "observed_at": 0, "created_at": 0, "late": false,
+                "message": "s1 1.50 m"
+            })
+            .to_string()],
+        )
+        .expect("event");
+        (dir, conn)
+    }
+
+    fn queue(conn: &Connection, destination: &str) -> i64 {
+        conn.execute(
+            "INSERT INTO outbox (event_seq, destination, next_attempt_ms) VALUES (1, ?1, 0)",
+            [destination],
+        )
+        .expect("row");
+        conn.last_insert_rowid()
+    }
+
+    fn destination_of(conn: &Connection, id: i64) -> String {
+        conn.query_row("SELECT destination FROM outbox WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .expect("row")
+    }
+
+    #[test]
+    fn positional_rows_of_older_versions_go_to_the_channel_at_that_position() {
+        let settings = crate::config::load_from_str(CONFIG).expect("valid");
+        let (_dir, conn) = journal();
+        let first = queue(&conn, "east/0");
+        let second = queue(&conn, "east/1");
+        let gone = queue(&conn, "east/2");
+        let done = queue(&conn, "east/1");
+        mark_delivered(&conn, done, 5).expect("delivered");
+        assert_eq!(
+            adopt_positional_destinations(&conn, &settings).expect("adopted"),
+            2
+        );
+        assert_eq!(destination_of(&conn, first), "east/duty-hook");
+        let derived = &settings.teams[0].channels[1].id;
+        assert!(derived.starts_with("webhook-127.0.0.1-"), "{derived}");
+        assert_eq!(destination_of(&conn, second), format!("east/{derived}"));
+        assert_eq!(destination_of(&conn, gone), "east/2", "left to fail");
+        assert_eq!(destination_of(&conn, done), "east/1", "history untouched");
+        // A second start finds nothing positional left.
+        assert_eq!(
+            adopt_positional_destinations(&conn, &settings).expect("adopted"),
+            0
+        );
+    }
+
+    #[test]
+    fn a_failed_row_leaves_the_head_and_is_listed() {
+        let (_dir, conn) = journal();
+        let first = queue(&conn, "east/duty-hook");
+        let second = queue(&conn, "east/duty-hook");
+        mark_failed(&conn, first, 1, 10, "refused: HTTP 400").expect("failed");
+        let head = head(&conn, "east/duty-hook").expect("read").expect("a row");
+        assert_eq!(head.id, second);
+        let failed = list(&conn, Filter::Failed, None, 10).expect("list");
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].id, first);
+        assert_eq!(failed[0].station, "s1");
+        assert_eq!(failed[0].event_state, "firing");
+        assert_eq!(failed[0].failed_ms, Some(10));
+        assert_eq!(
+            list(&conn, Filter::Pending, None, 10).expect("list").len(),
+            1
+        );
+        assert_eq!(failed_count(&conn).expect("count"), 1);
+        // Paging: below the second row's id there is only the first.
+        let page = list(&conn, Filter::All, Some(second), 10).expect("list");
+        assert_eq!(page.iter().map(|r| r.id).collect::<Vec<_>>(), [first]);
+    }
+}
