@@ -614,3 +614,100 @@ async fn the_publisher_finishes_after_a_broker_restart_without_state() {
         1500
     );
 }
+
+// ---------------------------------------------------------------------------
+// 7. A message the journal refuses for good is isolated, not retried forever.
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_the_journal_refuses_is_isolated_and_the_rest_go_on() {
+    let mqtt = Mosquitto::start(false);
+    let body = format!("{ONE_STATION}\n[[stations]]\nid = \"S2\"\n");
+    let mut hw = Hydrowatch::start_ready(
+        &HwConfig::new(&mqtt).body(&body).build(),
+        Duration::from_secs(30),
+    );
+    hw.stop();
+    // A fault hydrowatch cannot foresee: the journal refuses every reading of S2 (what a
+    // constraint, a corrupt index or a bug would do). Retrying cannot help.
+    let path = hw.dir().join("journal.db");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER refuse_s2 BEFORE INSERT ON readings WHEN NEW.station = 'S2'
+             BEGIN SELECT RAISE(ABORT, 'S2 refused'); END;",
+        )
+        .unwrap();
+    hw.restart();
+    hw.wait_ready(Duration::from_secs(30));
+    let t = now_s() - 600;
+    let messages: Vec<_> = (0..20)
+        .map(|i| reading(if i == 7 { "S2" } else { "S1" }, t + i, 1.0))
+        .collect();
+    publish_all(mqtt.port(), messages).await;
+    wait_until_async(Duration::from_secs(30), "the 19 good readings", || {
+        journal_count(&path, "SELECT count(*) FROM readings WHERE station = 'S1'") == 19
+    })
+    .await;
+    wait_until_async(
+        Duration::from_secs(10),
+        "the refused one as a dead letter",
+        || {
+            json(&hw, "/api/v1/dead_letters")
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|l| l["cause"] == "unstorable" && l["topic"] == "hydro/S2/data")
+        },
+    )
+    .await;
+    assert!(hw.exited().is_none());
+    assert_eq!(hw.http_get("/readyz").0, 200);
+}
+
+// ---------------------------------------------------------------------------
+// 8. InfluxDB refusing points (a field type conflict) does not wedge forwarding.
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn influxdb_refusing_points_does_not_wedge_forwarding() {
+    let mqtt = Mosquitto::start(false);
+    let influx = Influx::start();
+    influx.create_database("hydro");
+    let t0 = now_s() - 60 * 86_400;
+    // Someone wrote level_m as a string into this week's shard: InfluxDB answers 400 to
+    // hydrowatch's float for the same field there.
+    let (status, body) = influx.write_lines(
+        "hydro",
+        "s",
+        &format!("water_level,station=S1 level_m=\"broken\" {t0}"),
+    );
+    assert_eq!(status, 204, "{body}");
+    let hw = Hydrowatch::start_ready(
+        &HwConfig::new(&mqtt)
+            .influx_v1(&influx, "hydro")
+            .influxdb(r#"flush_interval = "20ms""#)
+            .body(ONE_STATION)
+            .build(),
+        Duration::from_secs(30),
+    );
+    publish_all(mqtt.port(), vec![reading("S1", t0 + 60, 1.0)]).await;
+    wait_until_async(Duration::from_secs(20), "the refused batch counted", || {
+        metric(&hw, "hydrowatch_forward_rejected_total") >= 1.0
+    })
+    .await;
+    // A month later, another shard: forwarding goes on.
+    publish_all(mqtt.port(), vec![reading("S1", t0 + 30 * 86_400, 2.0)]).await;
+    wait_until_async(
+        Duration::from_secs(20),
+        "the next reading in InfluxDB",
+        || {
+            influx.count(
+                "hydro",
+                "SELECT count(level_m) FROM water_level WHERE level_m = 2.0",
+            ) == 1
+        },
+    )
+    .await;
+    assert_eq!(stored(&hw), 2, "both stay in the journal");
+}

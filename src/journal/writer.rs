@@ -262,7 +262,6 @@ impl Writer {
             match attempt {
                 Ok(fx) => {
                     if failures > 0 {
-                        self.shared.journal_paused.store(false, Ordering::SeqCst);
                         tracing::info!(failures, "journal writable again; ingestion resumes");
                     }
                     self.announce(group, fx);
@@ -432,6 +431,8 @@ impl Writer {
     /// acknowledgement requests, wakes the forwarder and dispatcher, refreshes the API's
     /// view and tells live subscribers.
     fn announce(&mut self, group: Vec<Command>, fx: Effects) {
+        // A commit went through: the journal takes writes (again).
+        self.shared.journal_paused.store(false, Ordering::SeqCst);
         metrics::counter!("hydrowatch_readings_stored_total").increment(fx.readings);
         metrics::counter!("hydrowatch_messages_stored_total").increment(fx.messages_stored);
         for state in &fx.events {
