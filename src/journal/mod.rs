@@ -287,14 +287,17 @@ pub fn latest_time(conn: &Connection, station: &str) -> Result<Option<Millis>, J
     )?)
 }
 
-/// A station's latest good-or-suspect water level: (observation time, level).
+/// A station's latest good water level: (observation time, level). Suspect levels (out of
+/// range, impossible jumps) are stored but are not the river's level: everything that shows
+/// a stage shows the rules' judgement.
 pub fn latest_level(
     conn: &Connection,
     station: &str,
 ) -> Result<Option<(Millis, f64)>, JournalError> {
     Ok(conn
         .query_row(
-            "SELECT time_ms, level_m FROM readings WHERE station = ?1 AND level_m IS NOT NULL
+            "SELECT time_ms, level_m FROM readings
+             WHERE station = ?1 AND level_m IS NOT NULL AND quality = 'good'
              ORDER BY time_ms DESC LIMIT 1",
             [station],
             |r| Ok((r.get(0)?, r.get(1)?)),

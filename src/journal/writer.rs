@@ -708,10 +708,24 @@ fn due_pages(
             })
             .map(|e| (e.stage_index, e.created_at))
             .collect();
+        // After the latest acknowledgement, the first raise made the alert need a new one.
+        let unacknowledged_since = events
+            .iter()
+            .rposition(|e| e.page.is_none() && e.state == AlertState::Acknowledged)
+            .and_then(|i| {
+                events[i + 1..]
+                    .iter()
+                    .find(|e| {
+                        e.page.is_none()
+                            && matches!(e.state, AlertState::Firing | AlertState::Escalated)
+                    })
+                    .map(|e| e.created_at)
+            });
         let timers = Timers {
             alert,
             paged: &paged,
             raised: &raised,
+            unacknowledged_since,
         };
         let pages = due(settings, &timers, now);
         if pages.is_empty() {

@@ -28,6 +28,9 @@ pub struct Timers<'a> {
     pub paged: &'a [Paged],
     /// Wall clock of each raise (`firing`, `escalated`) with the stage it raised to.
     pub raised: &'a [(usize, Millis)],
+    /// Wall clock of the moment the alert last became unacknowledged again (a raise after
+    /// an acknowledgement), if it was ever acknowledged.
+    pub unacknowledged_since: Option<Millis>,
 }
 
 /// A page that is due now.
@@ -91,7 +94,13 @@ pub fn due(settings: &Settings, t: &Timers, now: Millis) -> Vec<Due> {
                     .min(),
             };
             let Some(reached) = reached else { continue };
-            let since = reached.max(paged.paged_ms);
+            // The escalation clock measures how long nobody has answered: from the later of
+            // the page and the moment the alert last needed a new acknowledgement. An alert
+            // acknowledged at warning and raised to guaranteed an hour later has been
+            // unanswered for minutes, not for the hour.
+            let since = reached
+                .max(paged.paged_ms)
+                .max(t.unacknowledged_since.unwrap_or(Millis::MIN));
             let after = crate::alerts::millis(step.after);
             let already = t.paged.iter().any(|p| p.team == step.team)
                 || escalated.contains(&step.team.as_str());
@@ -190,6 +199,7 @@ stages = { guard = 1.0, warning = 2.0 }
             alert: &a,
             paged: &p,
             raised: &[(0, 0)],
+            unacknowledged_since: None,
         };
         assert!(due(&s, &t, 14_999).is_empty());
         assert_eq!(
@@ -212,6 +222,7 @@ stages = { guard = 1.0, warning = 2.0 }
             alert: &a,
             paged: &p,
             raised: &raised,
+            unacknowledged_since: None,
         };
         assert!(due(&s, &t, 119_999).is_empty());
         assert_eq!(
@@ -233,6 +244,7 @@ stages = { guard = 1.0, warning = 2.0 }
             alert: &a,
             paged: &p,
             raised: &[(0, 0)],
+            unacknowledged_since: None,
         };
         assert!(due(&s, &t, 1_000_000).is_empty());
     }
@@ -246,6 +258,7 @@ stages = { guard = 1.0, warning = 2.0 }
             alert: &a,
             paged: &p,
             raised: &[(1, 0)],
+            unacknowledged_since: None,
         };
         // county has been paged, so east's step is done; county's own step is due at 50 s.
         assert_eq!(
@@ -269,6 +282,7 @@ stages = { guard = 1.0, warning = 2.0 }
             alert: &a,
             paged: &p,
             raised: &raised,
+            unacknowledged_since: None,
         };
         assert!(due(&s, &t, 1_000_000).is_empty());
         let mut a = alert("s1", 1);
@@ -277,6 +291,7 @@ stages = { guard = 1.0, warning = 2.0 }
             alert: &a,
             paged: &p,
             raised: &raised,
+            unacknowledged_since: None,
         };
         assert!(due(&s, &t, 1_000_000).is_empty());
         let a = alert("s2", 1);
@@ -284,7 +299,38 @@ stages = { guard = 1.0, warning = 2.0 }
             alert: &a,
             paged: &p,
             raised: &raised,
+            unacknowledged_since: None,
         };
         assert!(due(&s, &t, 1_000_000).is_empty());
+    }
+
+    #[test]
+    fn the_escalation_clock_restarts_when_a_raise_undoes_an_acknowledgement() {
+        // Paged at warning at 0, acknowledged, raised to guaranteed at 60 min: the county's
+        // 20 s step runs from the raise, not from the first page an hour earlier.
+        let s = settings();
+        let a = alert("s1", 2);
+        let p = [paged("east", 0, 3_600_000)];
+        let raised = [(1, 0), (2, 3_600_000)];
+        let t = Timers {
+            alert: &a,
+            paged: &p,
+            raised: &raised,
+            unacknowledged_since: Some(3_600_000),
+        };
+        assert!(!due(&s, &t, 3_600_001)
+            .iter()
+            .any(|d| matches!(d, Due::Escalate { .. })));
+        assert_eq!(
+            due(&s, &t, 3_620_000)
+                .into_iter()
+                .filter(|d| matches!(d, Due::Escalate { .. }))
+                .collect::<Vec<_>>(),
+            vec![Due::Escalate {
+                from: "east".into(),
+                to: "county".into(),
+                since: 3_600_000
+            }]
+        );
     }
 }

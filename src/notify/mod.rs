@@ -27,9 +27,16 @@ use crate::model::format_time;
 /// station adds at the alert's stage, and every team already paged for this alert
 /// (`paged`: escalations), so whoever heard "firing" also hears "acknowledged" and
 /// "resolved". A reminder or escalation page goes to its one team. Pending events and
-/// stations under maintenance page no one (the event is still recorded).
+/// stations under maintenance page no one (the event is still recorded), and what follows a
+/// raise nobody was told about (a condition that never left `pending` and fell back, an
+/// alert raised during maintenance) tells no one either: "resolved" for an alert nobody
+/// heard of is noise a duty officer learns to ignore.
 pub fn route_teams(settings: &Settings, event: &AlertEvent, paged: &[String]) -> Vec<String> {
-    if event.state == AlertState::Pending {
+    let follows_a_raise = matches!(
+        event.state,
+        AlertState::Resolved | AlertState::Deescalated | AlertState::Acknowledged
+    );
+    if event.state == AlertState::Pending || (follows_a_raise && paged.is_empty()) {
         return Vec::new();
     }
     let Some(station) = settings.station(&event.station) else {
