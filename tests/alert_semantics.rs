@@ -61,7 +61,11 @@ stages = { guard = 1.0, warning = 2.0, guaranteed = 3.0 }
 async fn an_acknowledged_alert_raised_again_escalates_only_after_the_full_wait() {
     let rx = Receiver::start().await;
     let (mqtt, hw) = start(ESCALATION, &rx).await;
-    publish_all(mqtt.port(), vec![reading("s1", "2021-07-20T10:00:00+08:00", 2.1)]).await;
+    publish_all(
+        mqtt.port(),
+        vec![reading("s1", "2021-07-20T10:00:00+08:00", 2.1)],
+    )
+    .await;
     wait_until_async(Duration::from_secs(10), "the warning page", || {
         !rx.delivered("/east").is_empty()
     })
@@ -77,20 +81,33 @@ async fn an_acknowledged_alert_raised_again_escalates_only_after_the_full_wait()
     );
     assert_eq!(status, 200, "{body}");
     // Answered, then quiet for longer than the escalation step: nobody is escalated to.
-    wait_until_async(Duration::from_secs(10), "the acknowledgement delivered", || {
-        rx.delivered("/east")
-            .iter()
-            .any(|e| e["state"] == "acknowledged")
-    })
+    wait_until_async(
+        Duration::from_secs(10),
+        "the acknowledgement delivered",
+        || {
+            rx.delivered("/east")
+                .iter()
+                .any(|e| e["state"] == "acknowledged")
+        },
+    )
     .await;
     tokio::time::sleep(Duration::from_secs(5)).await;
-    assert!(rx.requests("/county").is_empty(), "escalated although answered");
+    assert!(
+        rx.requests("/county").is_empty(),
+        "escalated although answered"
+    );
 
     // The river reaches the guaranteed stage: a new acknowledgement is needed, and the
     // county is paged only if none comes within the step, counted from now.
-    publish_all(mqtt.port(), vec![reading("s1", "2021-07-20T11:00:00+08:00", 3.2)]).await;
+    publish_all(
+        mqtt.port(),
+        vec![reading("s1", "2021-07-20T11:00:00+08:00", 3.2)],
+    )
+    .await;
     wait_until_async(Duration::from_secs(10), "the guaranteed-stage page", || {
-        rx.delivered("/east").iter().any(|e| e["state"] == "escalated")
+        rx.delivered("/east")
+            .iter()
+            .any(|e| e["state"] == "escalated")
     })
     .await;
     let raised_at = rx
@@ -99,9 +116,11 @@ async fn an_acknowledged_alert_raised_again_escalates_only_after_the_full_wait()
         .find(|d| d.accepted && d.json()["state"] == "escalated")
         .unwrap()
         .at;
-    wait_until_async(Duration::from_secs(15), "the escalation to the county", || {
-        !rx.requests("/county").is_empty()
-    })
+    wait_until_async(
+        Duration::from_secs(15),
+        "the escalation to the county",
+        || !rx.requests("/county").is_empty(),
+    )
     .await;
     let county = &rx.requests("/county")[0];
     let waited = county.at - raised_at;
@@ -230,4 +249,57 @@ async fn a_sensor_spike_is_not_shown_as_a_stage() {
     let (_, body) = hw.http_get("/api/v1/stations/s1");
     let station: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(station["status"]["stage"], Value::Null, "{station}");
+}
+
+// ---------------------------------------------------------------------------
+// 5. A restart keeps the day's rain total whole and the time a station was last heard.
+// ---------------------------------------------------------------------------
+
+const RAIN_GAUGE: &str = r#"
+[[stations]]
+id = "p1"
+interval = "1h"
+offline_after = "2s"
+"#;
+
+fn status(hw: &Hydrowatch) -> Value {
+    let (code, body) = hw.http_get("/api/v1/stations/p1");
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str::<Value>(&body).unwrap()["status"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_keeps_the_days_rain_and_when_the_station_was_last_heard() {
+    let rx = Receiver::start().await;
+    let (mqtt, mut hw) = start(RAIN_GAUGE, &rx).await;
+    // 1 mm an hour from 09:00 to 21:00 (Beijing) on one hydrological day: 13 mm.
+    let messages: Vec<_> = (9..=21)
+        .map(|h| {
+            (
+                "hydro/p1/data".to_string(),
+                format!(
+                    r#"{{"time":"2021-07-20T{h:02}:00:00+08:00","rain_mm":1.0,"rain_period_s":3600}}"#
+                )
+                .into_bytes(),
+            )
+        })
+        .collect();
+    publish_all(mqtt.port(), messages).await;
+    wait_until_async(Duration::from_secs(10), "13 mm today", || {
+        status(&hw)["rain_today_mm"] == 13.0
+    })
+    .await;
+    let heard = status(&hw)["last_message_at"].clone();
+    assert!(heard.is_string() || heard.is_number(), "{heard}");
+    // The station falls silent and goes offline; the offline alert is not a message.
+    wait_until_async(Duration::from_secs(15), "the station offline", || {
+        status(&hw)["offline"] == true
+    })
+    .await;
+    hw.stop();
+    hw.restart();
+    hw.wait_ready(Duration::from_secs(30));
+    let after = status(&hw);
+    assert_eq!(after["rain_today_mm"], 13.0, "{after}");
+    assert_eq!(after["last_message_at"], heard, "{after}");
 }

@@ -134,13 +134,16 @@ impl RuleState {
     /// Rebuilds the rules' state from what the journal holds.
     fn load(conn: &Connection, settings: &Settings) -> Result<RuleState, JournalError> {
         let mut engine = Engine::new(&settings.rules, &settings.stations);
+        // The widest rain window, and at least back to the start of the previous
+        // hydrological day (at most 48 h before a station's latest reading), so that
+        // today's and yesterday's rain totals are whole after a restart.
         let span = settings
             .stations
             .iter()
             .flat_map(|s| s.rain.iter().map(|w| w.window))
             .max()
             .unwrap_or(Duration::ZERO)
-            .max(Duration::from_secs(3600))
+            .max(Duration::from_secs(48 * 3600))
             + Duration::from_secs(3600);
         super::for_each_recent(conn, span.as_millis() as i64, |reading| {
             engine.warm(&reading)
@@ -418,7 +421,7 @@ impl Writer {
                 }
             }
         }
-        save_station_state(&tx, state, &fx.touched, now)?;
+        save_station_state(&tx, state, &fx.touched)?;
         if let Some(newest) = newest_dead_letter {
             super::cap_dead_letters(&tx, newest, settings.limits.max_dead_letters)?;
         }
@@ -537,9 +540,13 @@ fn save_station_state(
     tx: &Connection,
     state: &mut RuleState,
     touched: &HashSet<String>,
-    now: Millis,
 ) -> Result<(), JournalError> {
     for station in touched {
+        // When the station was last heard, not when something about it happened (an offline
+        // alert touches the station too).
+        let Some(last_seen) = state.engine.last_message_at(station) else {
+            continue;
+        };
         let snapshot = state.engine.snapshot(station);
         let changed = snapshot.as_ref() != state.snapshots.get(station);
         let json = match (&snapshot, changed) {
@@ -551,7 +558,7 @@ fn save_station_state(
              ON CONFLICT (station) DO UPDATE SET last_seen_ms = excluded.last_seen_ms,
                snapshot = coalesce(excluded.snapshot, snapshot)",
         )?
-        .execute(params![station, now, json])?;
+        .execute(params![station, last_seen, json])?;
         if let (Some(v), true) = (snapshot, changed) {
             state.snapshots.insert(station.clone(), v);
         }

@@ -82,6 +82,9 @@ struct StationState {
     dry: DrySpellState,
     /// Wall clock of the last message received.
     last_message_at: Option<Millis>,
+    /// Latest observation time of any reading: with `last_message_at`, whether the station
+    /// reports live (a replay of an old flood does not).
+    latest_observed: Option<Millis>,
 }
 
 impl StationState {
@@ -102,6 +105,21 @@ impl StationState {
             rain_period: millis(station.interval),
             dry: DrySpellState::default(),
             last_message_at: None,
+            latest_observed: None,
+        }
+    }
+
+    fn observed(&mut self, time: Millis) {
+        self.latest_observed = Some(self.latest_observed.map_or(time, |t| t.max(time)));
+    }
+
+    /// Whether the station reports in real time: its latest reading was not late when its
+    /// last message arrived. Wall-clock rules apply only then, so that a replay of a flood
+    /// from years ago is judged in its own time alone.
+    fn live(&self, late_after: Duration) -> bool {
+        match (self.last_message_at, self.latest_observed) {
+            (Some(heard), Some(observed)) => heard.saturating_sub(observed) <= millis(late_after),
+            _ => false,
         }
     }
 
@@ -122,7 +140,11 @@ impl StationState {
             if let Some(day) =
                 rain::hydrological_day(time, &settings.time_zone, settings.day_start_hour)
             {
-                let total = self.day_total(settings, day).unwrap_or(rain_mm);
+                // An amount older than the ledger keeps (a backlog flushed after days) is not
+                // in the day's sum any more, but it did fall on that day.
+                let total = self
+                    .day_total(settings, day)
+                    .map_or(rain_mm, |t| t.max(rain_mm));
                 self.dry.observe_day(day, total, dry.dry_day_mm);
             }
         }
@@ -225,6 +247,7 @@ impl Engine {
             .last_message_at
             .map_or(0.0, |t| now.saturating_sub(t) as f64 / 1000.0);
         st.last_message_at = Some(st.last_message_at.map_or(now, |t| t.max(now)));
+        st.observed(reading.time);
         if let Some(tr) = book.apply(id, "offline", None, silent_s, reading.time, Duration::ZERO) {
             events.push(emit(settings, &st.station, &tr, reading.time, now, None));
         }
@@ -325,29 +348,54 @@ impl Engine {
 
     /// Wall-clock tick: a station silent for its `offline_after` goes offline (observed at
     /// `now`). Only the next reading brings it back.
+    ///
+    /// For a station that reports live, the rain windows and the dry spell also move on with
+    /// the clock once its rain gauge has been silent longer than its period: a gauge that
+    /// reports only when it rains sends nothing to slide its windows, and its `rain_1h` would
+    /// otherwise stay firing, and its dry spell stand still, until the next rain.
     pub fn tick(&mut self, now: Millis) -> Vec<AlertEvent> {
         let mut events = Vec::new();
-        for st in self.stations.values() {
+        let Engine {
+            settings,
+            stations,
+            book,
+        } = self;
+        for st in stations.values_mut() {
             let Some(last) = st.last_message_at else {
                 continue;
             };
-            if self.book.get(&st.station.id, "offline").is_some() {
+            if book.get(&st.station.id, "offline").is_none() {
+                let target = offline::offline_target(last, now, st.station.offline_after);
+                let silent_s = now.saturating_sub(last) as f64 / 1000.0;
+                if let Some(tr) = book.apply(
+                    &st.station.id,
+                    "offline",
+                    target,
+                    silent_s,
+                    now,
+                    Duration::ZERO,
+                ) {
+                    events.push(emit(settings, &st.station, &tr, now, now, None));
+                }
+            }
+            if (st.station.rain.is_empty() && st.station.dry_spell.is_none())
+                || !st.live(settings.late_after)
+            {
                 continue;
             }
-            let target = offline::offline_target(last, now, st.station.offline_after);
-            let silent_s = now.saturating_sub(last) as f64 / 1000.0;
-            if let Some(tr) = self.book.apply(
-                &st.station.id,
-                "offline",
-                target,
-                silent_s,
-                now,
-                Duration::ZERO,
-            ) {
-                events.push(emit(&self.settings, &st.station, &tr, now, now, None));
+            let end = st.rain_end.unwrap_or(Millis::MIN);
+            let heard = st.rain.latest().unwrap_or(end);
+            if now > end && now > heard.saturating_add(st.rain_period) {
+                st.rain_end = Some(now);
+                events.extend(evaluate_rain(settings, st, book, now, now, true));
             }
         }
         events
+    }
+
+    /// When a station's last message was received (wall clock).
+    pub fn last_message_at(&self, station: &str) -> Option<Millis> {
+        self.stations.get(station)?.last_message_at
     }
 
     /// At start, before live readings: rebuilds a station's memory from a retained reading
@@ -357,6 +405,7 @@ impl Engine {
         let Some(st) = self.stations.get_mut(&reading.station) else {
             return;
         };
+        st.observed(reading.time);
         if let Some(total) = reading.rain_total_mm.filter(|t| t.is_finite() && *t >= 0.0) {
             if st.counter.is_none_or(|(t, _)| reading.time > t) {
                 st.counter = Some((reading.time, total));

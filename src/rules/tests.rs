@@ -619,3 +619,93 @@ fn status_summarises_the_station() {
     assert_eq!(s.last_message_at, Some(t0() + 60 * MIN));
     assert!(serde_json::to_value(&s).is_ok());
 }
+
+#[test]
+fn windows_slide_on_the_clock_for_a_gauge_that_reports_only_when_it_rains() {
+    let mut e = engine();
+    let out = feed(&mut e, rain(30, 50.0));
+    assert_eq!(
+        summary(&out),
+        vec![
+            ev("rain_1h", Firing, "1h", 30),
+            ev("rain_3h", Firing, "3h", 30)
+        ]
+    );
+    // Nothing more arrives: the wall clock moves the windows on (the station reports live:
+    // its readings were on time). The station also goes offline meanwhile.
+    let rain_events = |e: &mut Engine, minutes: Millis| {
+        let out: Vec<AlertEvent> = e
+            .tick(t0() + minutes * MIN)
+            .into_iter()
+            .filter(|ev| ev.rule.starts_with("rain_"))
+            .collect();
+        summary(&out)
+    };
+    assert!(rain_events(&mut e, 89).is_empty());
+    assert_eq!(
+        rain_events(&mut e, 90),
+        vec![ev("rain_1h", Resolved, "1h", 90)]
+    );
+    assert!(rain_events(&mut e, 209).is_empty());
+    assert_eq!(
+        rain_events(&mut e, 210),
+        vec![ev("rain_3h", Resolved, "3h", 210)]
+    );
+}
+
+#[test]
+fn a_replayed_storm_is_not_slid_by_the_clock() {
+    let mut e = engine();
+    // Observed in 2021, received now: a replay, judged in its own time only.
+    let mut r = rain(30, 50.0);
+    e.prepare(&mut r);
+    let now = t0() + 5 * 365 * 24 * 60 * MIN;
+    assert_eq!(e.evaluate(&r, now).len(), 2);
+    assert!(e
+        .tick(now + 10 * MIN)
+        .iter()
+        .all(|ev| !ev.rule.starts_with("rain_")));
+    assert_eq!(
+        e.open_alerts()
+            .filter(|a| a.rule.starts_with("rain_"))
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn the_dry_spell_counts_on_the_clock_for_a_silent_gauge() {
+    let mut e = engine();
+    let day = 24 * 60;
+    // One wet report on 20 July, then nothing: such a gauge sends nothing on dry days. The
+    // sixteenth dry day (21 July to 5 August) completes at 08:00 on 6 August.
+    assert!(feed(&mut e, rain(60, 5.0))
+        .iter()
+        .all(|ev| ev.rule != "dry_spell"));
+    assert!(e
+        .tick(t0() + (17 * day - 1) * MIN)
+        .iter()
+        .all(|ev| ev.rule != "dry_spell"));
+    let out: Vec<_> = e
+        .tick(t0() + (17 * day + 1) * MIN)
+        .into_iter()
+        .filter(|ev| ev.rule == "dry_spell")
+        .collect();
+    assert_eq!(
+        summary(&out),
+        vec![ev("dry_spell", Firing, "light", 17 * day + 1)]
+    );
+}
+
+#[test]
+fn old_rain_older_than_the_ledger_still_marks_its_day_wet() {
+    let mut e = engine();
+    let day = 24 * 60;
+    feed(&mut e, rain(60, 0.0));
+    feed(&mut e, rain(4 * day + 60, 0.0));
+    // A backlog flushed days later: 5 mm on the second day, older than the ledger keeps.
+    feed(&mut e, rain(day + 60, 5.0));
+    feed(&mut e, rain(5 * day + 60, 0.0));
+    // Dry since the day after the wet one: days 2, 3 and 4 completed.
+    assert_eq!(e.status(ID).and_then(|s| s.dry_days), Some(3));
+}

@@ -55,7 +55,9 @@ pub fn encode_reading(r: &Reading, settings: &Settings, out: &mut String) {
 /// [`encode_reading`] with the station already looked up (`Settings::station` is a linear
 /// scan: the forwarder looks stations up in its own index instead, once per reading).
 pub fn encode_reading_of(r: &Reading, station: Option<&Station>, out: &mut String) {
-    if let Some(level) = r.level_m {
+    // A gauge that measures discharge only (a flow meter, an SL 651 Q element) still belongs
+    // in `water_level`: the point needs one field, not necessarily the level.
+    if r.level_m.is_some() || r.flow_m3s.is_some() {
         out.push_str("water_level");
         tag("station", &r.station, out);
         if let Some(s) = station {
@@ -66,15 +68,21 @@ pub fn encode_reading_of(r: &Reading, station: Option<&Station>, out: &mut Strin
                 tag("basin", basin, out);
             }
         }
-        out.push_str(" level_m=");
-        float(level, out);
-        if let Some(flow) = r.flow_m3s {
-            out.push_str(",flow_m3s=");
-            float(flow, out);
+        let mut separator = ' ';
+        if let Some(level) = r.level_m {
+            out.push(separator);
+            out.push_str("level_m=");
+            float(level, out);
+            separator = ',';
+            if r.quality != Quality::Good {
+                out.push_str(",quality=");
+                quote_field(r.quality.as_str(), out);
+            }
         }
-        if r.quality != Quality::Good {
-            out.push_str(",quality=");
-            quote_field(r.quality.as_str(), out);
+        if let Some(flow) = r.flow_m3s {
+            out.push(separator);
+            out.push_str("flow_m3s=");
+            float(flow, out);
         }
         let _ = writeln!(out, " {}", r.time);
     }
@@ -142,5 +150,22 @@ mod tests {
         out.clear();
         float(0.1 + 0.2, &mut out);
         assert_eq!(out.parse::<f64>().unwrap(), 0.1 + 0.2);
+    }
+
+    #[test]
+    fn a_reading_with_only_a_discharge_is_written() {
+        let mut r = Reading::empty("q1", 1_000);
+        r.flow_m3s = Some(12.5);
+        let mut out = String::new();
+        encode_reading_of(&r, None, &mut out);
+        assert_eq!(out, "water_level,station=q1 flow_m3s=12.5 1000\n");
+        r.level_m = Some(3.25);
+        r.quality = Quality::Jump;
+        out.clear();
+        encode_reading_of(&r, None, &mut out);
+        assert_eq!(
+            out,
+            "water_level,station=q1 level_m=3.25,quality=\"jump\",flow_m3s=12.5 1000\n"
+        );
     }
 }
