@@ -6,14 +6,17 @@
 //! [`StageLadder`] is already known to be in order.
 
 mod load;
+mod problem;
 mod raw;
+mod sl323;
 mod validate;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use load::{load, load_from_str, Problem, Problems};
+pub use load::{load, load_from_str};
+pub use problem::{Problem, Problems};
 
 /// Everything `hydrowatch run` needs, validated.
 #[derive(Debug, Clone)]

@@ -216,7 +216,7 @@ pub struct RawEscalation {
     pub min_stage: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawStation {
     pub id: String,
