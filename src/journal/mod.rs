@@ -114,6 +114,15 @@ CREATE TABLE IF NOT EXISTS alert_pages (
     PRIMARY KEY (alert_id, team)
 ) WITHOUT ROWID;
 
+-- Every SL 651 frame as received (all packets of a multi-packet report), for audit: the
+-- readings keep only the mapped elements. Deleted after `journal.retention`, like readings.
+CREATE TABLE IF NOT EXISTS sl651_frames (
+    id          INTEGER PRIMARY KEY,
+    received_ms INTEGER NOT NULL,
+    source      TEXT    NOT NULL,
+    frame       BLOB    NOT NULL
+);
+
 CREATE TABLE IF NOT EXISTS station_state (
     station      TEXT PRIMARY KEY,
     last_seen_ms INTEGER,
@@ -482,6 +491,21 @@ pub fn insert_dead_letter(
     Ok(conn.last_insert_rowid())
 }
 
+/// Keeps a received SL 651 frame for audit; `source` is `sl651/{address}` or the MQTT topic
+/// it was bridged on.
+pub fn insert_frame(
+    conn: &Connection,
+    received_ms: Millis,
+    source: &str,
+    frame: &[u8],
+) -> Result<(), JournalError> {
+    conn.prepare_cached(
+        "INSERT INTO sl651_frames (received_ms, source, frame) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![received_ms, source, frame])?;
+    Ok(())
+}
+
 /// Keeps the newest `keep` dead letters: ids only grow, so everything at or below
 /// `newest - keep` goes.
 pub fn cap_dead_letters(
@@ -542,11 +566,13 @@ pub struct Pruned {
     pub readings: usize,
     pub dead_letters: usize,
     pub notifications: usize,
+    /// SL 651 frames kept for audit.
+    pub frames: usize,
 }
 
 /// Deletes readings received before `before_ms` that every consumer has passed (retention
 /// never deletes a reading that has not been forwarded), dead letters received before it,
-/// and delivered notifications older than it, in small chunks.
+/// delivered notifications and audit copies of SL 651 frames older than it, in small chunks.
 pub fn prune(
     conn: &Connection,
     before_ms: Millis,
@@ -577,6 +603,14 @@ pub fn prune(
                     "DELETE FROM outbox WHERE id IN (
                        SELECT id FROM outbox WHERE delivered_ms IS NOT NULL AND delivered_ms < ?1
                        ORDER BY id LIMIT ?2)",
+                )?
+                .execute(params![before_ms, PRUNE_CHUNK])?)
+        })?,
+        frames: in_chunks(|| {
+            Ok(conn
+                .prepare_cached(
+                    "DELETE FROM sl651_frames WHERE id IN (
+                       SELECT id FROM sl651_frames WHERE received_ms < ?1 ORDER BY id LIMIT ?2)",
                 )?
                 .execute(params![before_ms, PRUNE_CHUNK])?)
         })?,
