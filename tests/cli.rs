@@ -232,7 +232,10 @@ sl651_level = "ZU"
         format!("{file}: sl651.idle_timeout: `soon` is not a duration"),
     ];
     for line in &expect {
-        assert!(stderr.contains(line.as_str()), "missing `{line}` in:\n{stderr}");
+        assert!(
+            stderr.contains(line.as_str()),
+            "missing `{line}` in:\n{stderr}"
+        );
     }
     assert!(
         !stderr.contains("stations[a]"),
