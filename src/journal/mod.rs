@@ -688,6 +688,22 @@ mod tests {
     }
 
     #[test]
+    fn retention_deletes_old_audit_frames_in_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open(&dir.path().join("j.db")).unwrap();
+        let old = PRUNE_CHUNK as usize + 5;
+        for i in 0..old {
+            insert_frame(&conn, i as i64, "sl651/0062304000", &[0x7E, 0x7E]).unwrap();
+        }
+        insert_frame(&conn, 1_000_000, "sl651/0062304000", &[0x7E, 0x7E]).unwrap();
+        assert_eq!(prune(&conn, 500_000, None).unwrap().frames, old);
+        let left: i64 = conn
+            .query_row("SELECT count(*) FROM sl651_frames", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 1);
+    }
+
+    #[test]
     fn cursors_only_move_forward() {
         let dir = tempfile::tempdir().unwrap();
         let conn = open(&dir.path().join("j.db")).unwrap();
