@@ -3,8 +3,9 @@
 //!
 //! Group commit: the writer takes every command waiting in its channel (up to a limit), commits
 //! them in one fsync'd transaction, and only then fulfils each message's [`Receipt`]: MQTT
-//! messages are acknowledged in arrival order, waiting senders (SL 651) are told the outcome. While one commit is being synced, the next group accumulates, so the cost of an fsync
-//! is shared by however many messages arrived meanwhile.
+//! messages are acknowledged in arrival order, waiting senders (SL 651) are told the outcome.
+//! While one commit is being synced, the next group accumulates, so the cost of an fsync is
+//! shared by however many messages arrived meanwhile.
 //!
 //! The rules engine lives here too, because an alert change must commit atomically with the
 //! reading that caused it: after `kill -9`, either both are in the journal or neither is (and
@@ -454,8 +455,8 @@ impl Writer {
         Ok(fx)
     }
 
-    /// After a commit: fulfils the group's receipts (MQTT acknowledgements in order), answers its
-    /// acknowledgement requests, wakes the forwarder and dispatcher, refreshes the API's
+    /// After a commit: fulfils the group's receipts (MQTT acknowledgements in order), answers
+    /// its acknowledgement requests, wakes the forwarder and dispatcher, refreshes the API's
     /// view and tells live subscribers.
     fn announce(&mut self, group: Vec<Command>, fx: Effects) {
         metrics::counter!("hydrowatch_readings_stored_total").increment(fx.readings);
