@@ -2,9 +2,12 @@
 //! and stops them together.
 //!
 //! ```text
-//! broker ──► ingest::mqtt ──► journal::writer ──┬─► sink (InfluxDB)
-//!              ▲   (decode)     (rules, alerts) ├─► notify::dispatch ──► teams
-//!              └──── acks after commit ◄────────┴─► api (status, SSE, board)
+//! broker ──► ingest::mqtt ───┐
+//!              ▲   (decode)  ├─► journal::writer ──┬─► sink (InfluxDB)
+//! RTUs ──► ingest::sl651 ────┘   (rules, alerts)   ├─► notify::dispatch ──► teams
+//!   ▲  ▲     (sl651::center)                       └─► api (status, SSE, board)
+//!   │  └──── acks after commit (Receipt::Mqtt) ◄── writer
+//!   └─────── reply frame after commit (Receipt::Committed) ◄── writer
 //! ```
 //!
 //! The broker is outside (Mosquitto, EMQX...) or, with `[broker] embedded`, rumqttd in this
@@ -56,6 +59,7 @@ pub async fn run_with_routes(
     extra_routes: axum::Router,
 ) -> anyhow::Result<()> {
     let settings = Arc::new(settings);
+    raise_open_file_limit();
     let metrics = metrics_handle();
     let http = reqwest::Client::builder()
         .user_agent(concat!("hydrowatch/", env!("CARGO_PKG_VERSION")))
@@ -154,6 +158,23 @@ pub async fn run_with_routes(
     });
     tasks.spawn(retention(settings.clone()));
 
+    if let (Some(centre), Some(listen)) = (
+        crate::ingest::sl651::center_settings(&settings),
+        settings.sl651.as_ref().and_then(|s| s.listen),
+    ) {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("sl651.listen: cannot listen on {listen}"))?;
+        tracing::info!(%listen, stations = centre.stations.len(), "SL 651 telemetry centre listening");
+        tasks.spawn(crate::ingest::sl651::serve(
+            listener,
+            Arc::new(centre),
+            settings.limits.clone(),
+            commands.clone(),
+            std::future::pending(),
+        ));
+    }
+
     let reader = journal::open(&settings.journal.path)?;
     let state = AppState {
         settings: settings.clone(),
@@ -197,6 +218,32 @@ pub async fn run_with_routes(
     }
 }
 
+/// Raises the soft limit on open files to the hard limit, as a service should: every RTU
+/// link is a socket, and the default soft limit (often 1024) would cap the SL 651 centre far
+/// below what the machine allows.
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed by pointer.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 || limit.rlim_cur >= limit.rlim_max
+        {
+            return;
+        }
+        let before = limit.rlim_cur;
+        limit.rlim_cur = limit.rlim_max;
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+            tracing::debug!(
+                from = before,
+                to = limit.rlim_cur,
+                "raised the open-file limit"
+            );
+        }
+    }
+}
+
 /// How long after the first subscription wall-clock rules wait: the shortest `offline_after`,
 /// at most 30 s.
 fn startup_grace(settings: &Settings) -> Duration {
@@ -234,6 +281,7 @@ async fn retention(settings: Arc<Settings>) {
                 readings = n.readings,
                 dead_letters = n.dead_letters,
                 notifications = n.notifications,
+                sl651_frames = n.frames,
                 "retention: old rows deleted"
             ),
             Ok(Ok(_)) => {}

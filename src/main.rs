@@ -144,6 +144,23 @@ fn check_config(files: &[PathBuf]) -> ExitCode {
         ),
         None => println!("  influxdb: none (readings stay in the journal)"),
     }
+    let speaking = s
+        .stations
+        .iter()
+        .filter(|st| st.sl651_address.is_some())
+        .count();
+    match &s.sl651 {
+        Some(c) => println!(
+            "  sl651:    {} ({speaking} stations with an address), mqtt topics {:?}",
+            c.listen
+                .map_or("no TCP listener".to_string(), |a| format!("listening on {a}")),
+            c.mqtt_topics
+        ),
+        None if speaking > 0 => println!(
+            "  sl651:    none ({speaking} stations have an sl651_address, but no [sl651] centre runs)"
+        ),
+        None => {}
+    }
     println!("  journal:  {}", s.journal.path.display());
     println!("  http:     {}", s.http.listen);
     ExitCode::SUCCESS

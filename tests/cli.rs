@@ -183,3 +183,75 @@ fn an_sl323_csv_catalogue_is_imported_and_checked() {
         "{stderr}"
     );
 }
+
+#[test]
+fn sl651_addresses_must_be_ten_hex_digits_and_unique_and_each_problem_names_its_station() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("rtus.toml");
+    std::fs::write(
+        &cfg,
+        r#"
+[sl651]
+listen = "0.0.0.0:5005"
+reply_end = "bye"
+idle_timeout = "soon"
+
+[[stations]]
+id = "a"
+sl651_address = "0062304000"
+
+[[stations]]
+id = "b"
+sl651_address = "0062304000"
+
+[[stations]]
+id = "c"
+sl651_address = "62304000"
+
+[[stations]]
+id = "d"
+sl651_address = "00623040ZZ"
+sl651_level = "ZQ"
+
+[[stations]]
+id = "e"
+sl651_level = "ZU"
+"#,
+    )
+    .unwrap();
+    let file = cfg.to_str().unwrap();
+    let (code, stdout, stderr) = hydrowatch(&["check-config", "-c", file]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    let expect = [
+        format!("{file}: stations[b].sl651_address: 0062304000 is already station `a`'s address"),
+        format!("{file}: stations[c].sl651_address: `62304000` is not a station address: expected 10 hexadecimal digits"),
+        format!("{file}: stations[d].sl651_address: `00623040ZZ` is not a station address"),
+        format!("{file}: stations[d].sl651_level: sl651_level `ZQ`: expected Z, ZU or ZB"),
+        format!("{file}: stations[e].sl651_level: needs sl651_address"),
+        format!("{file}: sl651.reply_end: `bye` is not \"eot\" or \"esc\""),
+        format!("{file}: sl651.idle_timeout: `soon` is not a duration"),
+    ];
+    for line in &expect {
+        assert!(
+            stderr.contains(line.as_str()),
+            "missing `{line}` in:\n{stderr}"
+        );
+    }
+    assert!(
+        !stderr.contains("stations[a]"),
+        "the first holder of an address is not at fault:\n{stderr}"
+    );
+
+    // Fixed, the summary counts the stations that speak SL 651.
+    std::fs::write(
+        &cfg,
+        "[sl651]\nlisten = \"0.0.0.0:5005\"\n\n[[stations]]\nid = \"a\"\nsl651_address = \"0062304000\"\nsl651_level = \"zb\"\n\n[[stations]]\nid = \"b\"\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = hydrowatch(&["check-config", "-c", file]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("sl651:    listening on 0.0.0.0:5005 (1 stations with an address)"),
+        "{stdout}"
+    );
+}

@@ -26,6 +26,15 @@ fn stations_with_readings(port: u16) -> usize {
         .count()
 }
 
+/// Whether a station's status shows a message received.
+fn has_readings(port: u16, station: &str) -> bool {
+    json(port, "/api/v1/stations")
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .any(|s| s["id"] == station && !s["status"]["last_message_at"].is_null())
+}
+
 fn count(port: u16, path: &str) -> usize {
     json(port, path)
         .and_then(|v| v.as_array().map(|a| a.len()))
@@ -48,6 +57,11 @@ fn demo_shows_stations_and_alerts_within_45_s_and_stops_cleanly_on_sigterm() {
             "HYDROWATCH__BROKER__LISTEN",
             format!("127.0.0.1:{}", free_port()),
         )
+        // Not 5005 either, for the same reason: the demo's SL 651 centre.
+        .env(
+            "HYDROWATCH__SL651__LISTEN",
+            format!("127.0.0.1:{}", free_port()),
+        )
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log"))
@@ -67,7 +81,9 @@ fn demo_shows_stations_and_alerts_within_45_s_and_stops_cleanly_on_sigterm() {
             count(http_port, "/api/v1/alerts?state=all"),
             count(http_port, "/api/v1/demo/deliveries"),
         );
-        if seen.0 >= 3 && seen.1 >= 1 && seen.2 >= 1 {
+        // The rain gauge reports as an SL 651 RTU: the centre answered and stored it.
+        let rtu = has_readings(http_port, "62304800");
+        if seen.0 >= 3 && seen.1 >= 1 && seen.2 >= 1 && rtu {
             break true;
         }
         if Instant::now() >= deadline {

@@ -329,6 +329,8 @@ mod tests {
             dry_spell: None,
             escalate: Vec::new(),
             maintenance: false,
+            sl651_address: None,
+            sl651_level: Default::default(),
         }
     }
 

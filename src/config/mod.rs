@@ -28,6 +28,8 @@ pub struct Settings {
     pub broker: BrokerSettings,
     pub rules: RuleSettings,
     pub limits: Limits,
+    /// The SL 651 telemetry centre, when configured.
+    pub sl651: Option<Sl651Settings>,
     pub teams: Vec<Team>,
     pub stations: Vec<Station>,
 }
@@ -155,6 +157,22 @@ impl Limits {
     }
 }
 
+/// The SL 651 telemetry centre (`[sl651]`).
+#[derive(Debug, Clone)]
+pub struct Sl651Settings {
+    /// TCP address RTUs connect to; `None` when frames only arrive bridged over MQTT.
+    pub listen: Option<std::net::SocketAddr>,
+    /// Zone of the RTUs' clocks.
+    pub time_zone: jiff::tz::TimeZone,
+    pub reply_end: crate::sl651::ReplyEnd,
+    /// A connection that completes no frame for this long is closed.
+    pub idle_timeout: Duration,
+    /// MQTT topic filters on which DTUs bridge frames (binary or hex text).
+    pub mqtt_topics: Vec<String>,
+    pub max_connections: usize,
+    pub max_frame_bytes: usize,
+}
+
 /// A named level. In a [`StageLadder`] the order is the severity.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stage {
@@ -220,6 +238,10 @@ pub struct Station {
     pub escalate: Vec<(usize, Vec<String>)>,
     /// Under maintenance: events are recorded but nobody is paged.
     pub maintenance: bool,
+    /// The station's address on SL 651 links, when it speaks SL 651.
+    pub sl651_address: Option<crate::sl651::StationAddress>,
+    /// Which SL 651 element is its level.
+    pub sl651_level: crate::sl651::LevelElement,
 }
 
 /// A patrol team and how to reach it.

@@ -46,6 +46,8 @@ pub struct RawSettings {
     pub broker: RawBroker,
     pub rules: RawRules,
     pub limits: RawLimits,
+    /// The SL 651 telemetry centre; absent: no TCP listener.
+    pub sl651: Option<RawSl651>,
     #[serde(default)]
     pub catalog: Vec<String>,
     #[serde(default)]
@@ -156,6 +158,23 @@ pub struct RawLimits {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct RawSl651 {
+    /// TCP address RTUs connect to; optional when frames only arrive over MQTT.
+    pub listen: Option<String>,
+    /// Zone of the RTUs' clocks (default: `rules.time_zone`).
+    pub time_zone: Option<String>,
+    /// `eot` or `esc`: the end byte of answers to complete reports.
+    pub reply_end: Option<String>,
+    pub idle_timeout: Option<String>,
+    #[serde(default)]
+    pub mqtt_topics: Vec<String>,
+    pub max_connections: Option<usize>,
+    /// Largest frame accepted, bytes (default: the 12-bit length's maximum with framing).
+    pub max_frame_bytes: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RawTeam {
     pub id: String,
     pub name: Option<String>,
@@ -239,6 +258,10 @@ pub struct RawStation {
     #[serde(default)]
     pub escalate: IndexMap<String, Vec<String>>,
     pub maintenance: Option<bool>,
+    /// The station's SL 651 address, 10 hex digits.
+    pub sl651_address: Option<String>,
+    /// Which SL 651 element is the level: Z, ZU or ZB (default Z).
+    pub sl651_level: Option<String>,
 }
 
 /// A separate station catalogue file (`catalog = [...]`).

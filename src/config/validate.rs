@@ -130,6 +130,8 @@ pub(super) fn validate(raw: RawSettings, origins: &Origins) -> Result<Settings, 
         );
     }
 
+    let sl651 = raw.sl651.map(|s| sl651(&mut cx, s, &rules, &mqtt.topics));
+
     let mut team_ids = HashSet::new();
     for t in &raw.teams {
         if !team_ids.insert(t.id.clone()) {
@@ -160,6 +162,23 @@ pub(super) fn validate(raw: RawSettings, origins: &Origins) -> Result<Settings, 
             default_dry.as_ref(),
         ));
     }
+    let mut addresses: std::collections::HashMap<crate::sl651::StationAddress, String> =
+        std::collections::HashMap::new();
+    for (index, s) in stations.iter().enumerate() {
+        let Some(address) = s.sl651_address else {
+            continue;
+        };
+        if let Some(first) = addresses.get(&address) {
+            cx.station_index = index;
+            cx.station(
+                &s.id,
+                "sl651_address",
+                format!("{address} is already station `{first}`'s address; each RTU needs its own"),
+            );
+        } else {
+            addresses.insert(address, s.id.clone());
+        }
+    }
     for t in &teams {
         for e in &t.escalation {
             if let Some(stage) = &e.min_stage {
@@ -184,6 +203,7 @@ pub(super) fn validate(raw: RawSettings, origins: &Origins) -> Result<Settings, 
             broker,
             rules,
             limits,
+            sl651,
             teams,
             stations,
         })
@@ -359,6 +379,91 @@ fn rules(cx: &mut Ctx, raw: &super::raw::RawRules) -> RuleSettings {
         time_zone_name: raw.time_zone.clone(),
         day_start_hour: raw.day_start_hour.clamp(0, 23) as u8,
         late_after: cx.duration(&raw.late_after, |c, m| c.section("rules", "late_after", m)),
+    }
+}
+
+fn sl651(
+    cx: &mut Ctx,
+    raw: super::raw::RawSl651,
+    rules: &RuleSettings,
+    mqtt_topics: &[String],
+) -> Sl651Settings {
+    let listen = raw.listen.as_deref().and_then(|text| match text.parse() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            cx.section(
+                "sl651",
+                "listen",
+                format!("`{text}` is not an address like 0.0.0.0:5005"),
+            );
+            None
+        }
+    });
+    if raw.listen.is_none() && raw.mqtt_topics.is_empty() {
+        cx.section(
+            "sl651",
+            "listen",
+            "set listen (TCP) or mqtt_topics (frames bridged over MQTT), or both",
+        );
+    }
+    let time_zone = match &raw.time_zone {
+        None => rules.time_zone.clone(),
+        Some(name) => jiff::tz::TimeZone::get(name).unwrap_or_else(|e| {
+            cx.section(
+                "sl651",
+                "time_zone",
+                format!("`{name}` is not a known time zone: {e}"),
+            );
+            jiff::tz::TimeZone::UTC
+        }),
+    };
+    let reply_end = match raw.reply_end.as_deref() {
+        None => crate::sl651::ReplyEnd::Eot,
+        Some(text) => text.parse().unwrap_or_else(|_| {
+            cx.section(
+                "sl651",
+                "reply_end",
+                format!("`{text}` is not \"eot\" or \"esc\""),
+            );
+            crate::sl651::ReplyEnd::Eot
+        }),
+    };
+    let idle_timeout = match raw.idle_timeout.as_deref() {
+        None => Duration::from_secs(600),
+        Some(t) => cx.duration(t, |c, m| c.section("sl651", "idle_timeout", m)),
+    };
+    if idle_timeout.is_zero() {
+        cx.section("sl651", "idle_timeout", "must be above zero");
+    }
+    for t in &raw.mqtt_topics {
+        if mqtt_topics.contains(t) {
+            cx.section(
+                "sl651",
+                "mqtt_topics",
+                format!(
+                    "`{t}` is also in mqtt.topics: a topic carries JSON or SL 651 frames, not both"
+                ),
+            );
+        }
+    }
+    let max_connections = raw.max_connections.unwrap_or(20_000);
+    if max_connections == 0 {
+        cx.section("sl651", "max_connections", "must be at least 1");
+    }
+    let max_frame_bytes = raw
+        .max_frame_bytes
+        .unwrap_or(crate::sl651::stream::DEFAULT_MAX_FRAME);
+    if max_frame_bytes < 64 {
+        cx.section("sl651", "max_frame_bytes", "must be at least 64 bytes");
+    }
+    Sl651Settings {
+        listen,
+        time_zone,
+        reply_end,
+        idle_timeout,
+        mqtt_topics: raw.mqtt_topics,
+        max_connections,
+        max_frame_bytes,
     }
 }
 
@@ -739,6 +844,25 @@ fn station(
             }
         }
     }
+    let sl651_address = raw.sl651_address.as_deref().and_then(|text| {
+        text.parse::<crate::sl651::StationAddress>()
+            .map_err(|e| cx.station(&id, "sl651_address", e.to_string()))
+            .ok()
+    });
+    let sl651_level = match raw.sl651_level.as_deref() {
+        None => crate::sl651::LevelElement::Z,
+        Some(text) => text.parse().unwrap_or_else(|e: crate::sl651::Sl651Error| {
+            cx.station(&id, "sl651_level", e.to_string());
+            crate::sl651::LevelElement::Z
+        }),
+    };
+    if raw.sl651_level.is_some() && sl651_address.is_none() && raw.sl651_address.is_none() {
+        cx.station(
+            &id,
+            "sl651_level",
+            "needs sl651_address (the station's RTU address)",
+        );
+    }
     Station {
         name: raw.name.unwrap_or_else(|| id.clone()),
         river: raw.river,
@@ -755,6 +879,8 @@ fn station(
         dry_spell,
         escalate,
         maintenance: raw.maintenance.unwrap_or(false),
+        sl651_address,
+        sl651_level,
         id,
     }
 }

@@ -58,6 +58,9 @@ pub enum Cause {
     /// The message decoded, but the journal refused to store it even on its own (a fault of
     /// hydrowatch's, isolated so that it cannot hold back the messages behind it).
     Unstorable,
+    /// An SL 651 frame refused by the protocol module, with its stable label (`crc`,
+    /// `unknown_station`, `truncated`...: [`crate::sl651::Sl651Error::cause`]).
+    Sl651(&'static str),
 }
 
 impl Cause {
@@ -77,6 +80,7 @@ impl Cause {
             Cause::NoElement => "no_element",
             Cause::Unauthorized => "unauthorized",
             Cause::Unstorable => "unstorable",
+            Cause::Sl651(cause) => cause,
         }
     }
 }

@@ -30,8 +30,9 @@ use rumqttc::{
 use tokio::sync::mpsc;
 
 use super::decode::{decode, station_from_topic, Cause, DecodeContext, Rejection};
+use super::sl651::Bridge;
 use crate::config::Settings;
-use crate::journal::writer::{Command, Decoded, Inbound};
+use crate::journal::writer::{Command, Decoded, Inbound, Receipt};
 use crate::model::{now_millis, RefusedPayload};
 
 /// MQTT's own ceiling on a packet (the remaining length field's maximum).
@@ -126,6 +127,10 @@ pub async fn run(
     if let Some(ack) = &settings.mqtt.ack_topic {
         topics.push(format!("{}/+", ack.trim_end_matches('/')));
     }
+    let bridge = Bridge::new(&settings);
+    if let Some(b) = &bridge {
+        topics.extend(b.filters.iter().cloned());
+    }
     let mut acks = Acknowledgements::default();
     let mut backoff = Duration::from_millis(200);
     loop {
@@ -181,7 +186,14 @@ pub async fn run(
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
                 let connection = status.connection.load(Ordering::SeqCst);
-                let command = inbound(&settings, &stations, &topics, publish, connection);
+                let command = inbound(
+                    &settings,
+                    &stations,
+                    &topics,
+                    bridge.as_ref(),
+                    publish,
+                    connection,
+                );
                 if writer.send(command).await.is_err() {
                     return; // the writer is gone: shutting down
                 }
@@ -267,12 +279,13 @@ impl Acknowledgements {
     }
 }
 
-/// Turns one publish into a writer command: readings, a dead letter, or an acknowledgement
-/// from an app on the ack topic.
+/// Turns one publish into a writer command: readings, a dead letter, an acknowledgement
+/// from an app on the ack topic, or an SL 651 frame a DTU bridged.
 fn inbound(
     settings: &Settings,
     stations: &HashSet<String>,
     filters: &[String],
+    bridge: Option<&Bridge>,
     mut publish: rumqttc::Publish,
     connection: u64,
 ) -> Command {
@@ -297,7 +310,19 @@ fn inbound(
             topic,
             received_at: now,
             decoded,
-            publish: Some(AckToken::new(connection, publish)),
+            receipt: Some(Receipt::Mqtt(AckToken::new(connection, publish))),
+            frame: None,
+        });
+    }
+    if let Some(bridge) = bridge.filter(|b| b.carries(&topic)) {
+        let tolerance = settings.limits.future_tolerance.as_millis() as i64;
+        let (decoded, frame) = super::sl651::bridged(bridge, &publish.payload, now, tolerance);
+        return Command::Message(Inbound {
+            topic,
+            received_at: now,
+            decoded,
+            receipt: Some(Receipt::Mqtt(AckToken::new(connection, publish))),
+            frame,
         });
     }
     let cx = DecodeContext {
@@ -323,7 +348,8 @@ fn inbound(
         topic,
         received_at: now,
         decoded,
-        publish: Some(AckToken::new(connection, publish)),
+        receipt: Some(Receipt::Mqtt(AckToken::new(connection, publish))),
+        frame: None,
     })
 }
 

@@ -115,6 +115,15 @@ CREATE TABLE IF NOT EXISTS alert_pages (
     PRIMARY KEY (alert_id, team)
 ) WITHOUT ROWID;
 
+-- Every SL 651 frame as received (all packets of a multi-packet report), for audit: the
+-- readings keep only the mapped elements. Deleted after `journal.retention`, like readings.
+CREATE TABLE IF NOT EXISTS sl651_frames (
+    id          INTEGER PRIMARY KEY,
+    received_ms INTEGER NOT NULL,
+    source      TEXT    NOT NULL,
+    frame       BLOB    NOT NULL
+);
+
 CREATE TABLE IF NOT EXISTS station_state (
     station      TEXT PRIMARY KEY,
     last_seen_ms INTEGER,
@@ -507,6 +516,21 @@ pub fn insert_dead_letter(
     Ok(conn.last_insert_rowid())
 }
 
+/// Keeps a received SL 651 frame for audit; `source` is `sl651/{address}` or the MQTT topic
+/// it was bridged on.
+pub fn insert_frame(
+    conn: &Connection,
+    received_ms: Millis,
+    source: &str,
+    frame: &[u8],
+) -> Result<(), JournalError> {
+    conn.prepare_cached(
+        "INSERT INTO sl651_frames (received_ms, source, frame) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![received_ms, source, frame])?;
+    Ok(())
+}
+
 /// Keeps the newest `keep` dead letters: ids only grow, so everything at or below
 /// `newest - keep` goes.
 pub fn cap_dead_letters(
@@ -567,11 +591,14 @@ pub struct Pruned {
     pub readings: usize,
     pub dead_letters: usize,
     pub notifications: usize,
+    /// SL 651 frames kept for audit.
+    pub frames: usize,
 }
 
 /// Deletes readings received before `before_ms` that every consumer has passed (retention
 /// never deletes a reading that has not been forwarded), dead letters received before it,
-/// and delivered or failed notifications older than it, in small chunks.
+/// delivered or failed notifications and audit copies of SL 651 frames older than it, in
+/// small chunks.
 pub fn prune(
     conn: &Connection,
     before_ms: Millis,
@@ -602,6 +629,14 @@ pub fn prune(
                     "DELETE FROM outbox WHERE id IN (
                        SELECT id FROM outbox WHERE coalesce(delivered_ms, failed_ms) < ?1
                        ORDER BY id LIMIT ?2)",
+                )?
+                .execute(params![before_ms, PRUNE_CHUNK])?)
+        })?,
+        frames: in_chunks(|| {
+            Ok(conn
+                .prepare_cached(
+                    "DELETE FROM sl651_frames WHERE id IN (
+                       SELECT id FROM sl651_frames WHERE received_ms < ?1 ORDER BY id LIMIT ?2)",
                 )?
                 .execute(params![before_ms, PRUNE_CHUNK])?)
         })?,
@@ -676,6 +711,22 @@ mod tests {
         assert_eq!(left, [2, 3]);
         // Without InfluxDB there is no cursor to respect.
         assert_eq!(prune(&conn, 50, None).unwrap().readings, 1);
+    }
+
+    #[test]
+    fn retention_deletes_old_audit_frames_in_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open(&dir.path().join("j.db")).unwrap();
+        let old = PRUNE_CHUNK as usize + 5;
+        for i in 0..old {
+            insert_frame(&conn, i as i64, "sl651/0062304000", &[0x7E, 0x7E]).unwrap();
+        }
+        insert_frame(&conn, 1_000_000, "sl651/0062304000", &[0x7E, 0x7E]).unwrap();
+        assert_eq!(prune(&conn, 500_000, None).unwrap().frames, old);
+        let left: i64 = conn
+            .query_row("SELECT count(*) FROM sl651_frames", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 1);
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //! notification outbox rows become durable, together, in one transaction per group of messages.
 //!
 //! Group commit: the writer takes every command waiting in its channel (up to a limit), commits
-//! them in one fsync'd transaction, and only then acknowledges the MQTT messages, in arrival
-//! order. While one commit is being synced, the next group accumulates, so the cost of an fsync
-//! is shared by however many messages arrived meanwhile.
+//! them in one fsync'd transaction, and only then fulfils each message's [`Receipt`]: MQTT
+//! messages are acknowledged in arrival order, waiting senders (SL 651) are told the outcome.
+//! While one commit is being synced, the next group accumulates, so the cost of an fsync is
+//! shared by however many messages arrived meanwhile.
 //!
 //! The rules engine lives here too, because an alert change must commit atomically with the
 //! reading that caused it: after `kill -9`, either both are in the journal or neither is (and
@@ -71,8 +72,29 @@ pub struct Inbound {
     pub topic: String,
     pub received_at: Millis,
     pub decoded: Decoded,
-    /// The MQTT message to acknowledge once committed (none for in-process sources).
-    pub publish: Option<AckToken>,
+    /// Fulfilled once the message is committed (none for in-process sources).
+    pub receipt: Option<Receipt>,
+    /// The message as received, kept in the journal for audit (SL 651 frames).
+    pub frame: Option<Vec<u8>>,
+}
+
+/// How a source learns that its message is durable. The writer fulfils each receipt after
+/// the commit that holds the message, without knowing who sent it.
+pub enum Receipt {
+    /// An MQTT publish: acknowledged to the broker by the event-loop task, in arrival order.
+    Mqtt(AckToken),
+    /// A waiting sender (an SL 651 connection, which answers its RTU only then). Dropped
+    /// unfulfilled when the message cannot be committed at all.
+    Committed(oneshot::Sender<Outcome>),
+}
+
+/// What a commit did with a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Its readings (or acknowledgement) are in the journal.
+    Stored,
+    /// It is in the journal's dead letters.
+    DeadLettered,
 }
 
 /// The decoder's verdict on a message.
@@ -344,6 +366,11 @@ impl Writer {
         let mut insert = tx.prepare_cached(INSERT_READING)?;
         let mut newest_dead_letter = None;
         for command in group {
+            if let Command::Message(inbound) = command {
+                if let Some(frame) = &inbound.frame {
+                    super::insert_frame(&tx, inbound.received_at, &inbound.topic, frame)?;
+                }
+            }
             match command {
                 Command::Message(inbound) => match &inbound.decoded {
                     Decoded::Readings(readings) => {
@@ -430,8 +457,8 @@ impl Writer {
         Ok(fx)
     }
 
-    /// After a commit: acknowledges the group's MQTT messages in order, answers its
-    /// acknowledgement requests, wakes the forwarder and dispatcher, refreshes the API's
+    /// After a commit: fulfils the group's receipts (MQTT acknowledgements in order), answers
+    /// its acknowledgement requests, wakes the forwarder and dispatcher, refreshes the API's
     /// view and tells live subscribers.
     fn announce(&mut self, group: Vec<Command>, fx: Effects) {
         // A commit went through: the journal takes writes (again).
@@ -453,7 +480,19 @@ impl Writer {
         let mut results = fx.ack_results.into_iter();
         for command in group {
             match command {
-                Command::Message(inbound) => acks.extend(inbound.publish),
+                Command::Message(inbound) => {
+                    let outcome = match inbound.is_dead_letter() {
+                        true => Outcome::DeadLettered,
+                        false => Outcome::Stored,
+                    };
+                    match inbound.receipt {
+                        Some(Receipt::Mqtt(token)) => acks.push(token),
+                        Some(Receipt::Committed(sender)) => {
+                            let _ = sender.send(outcome);
+                        }
+                        None => {}
+                    }
+                }
                 Command::Acknowledge { reply, .. } => {
                     if let Some(result) = results.next() {
                         let _ = reply.send(result);

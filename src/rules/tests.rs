@@ -52,6 +52,8 @@ pub(crate) fn station() -> Station {
         dry_spell: Some(DrySpell { dry_day_mm: 0.1 }),
         escalate: Vec::new(),
         maintenance: false,
+        sl651_address: None,
+        sl651_level: Default::default(),
     }
 }
 

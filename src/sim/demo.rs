@@ -3,7 +3,9 @@
 //!
 //! - the embedded MQTT broker (rumqttd) on 127.0.0.1:1883, or a free port when that is taken;
 //! - hydrowatch itself, exactly as `run` does, with the journal as the only store;
-//! - the flood scenario, looping, at a speed that shows a whole flood in about a minute;
+//! - the flood scenario, looping, at a speed that shows a whole flood in about a minute: two
+//!   of its gauges play SL 651 RTUs against hydrowatch's telemetry centre (127.0.0.1:5005,
+//!   or a free port), the others publish over MQTT;
 //! - a demo webhook receiver standing in for a patrol team's phone: every alert it receives is
 //!   logged and listed at `GET /api/v1/demo/deliveries`.
 //!
@@ -91,8 +93,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     let deliveries = Deliveries::default();
     let hook = start_receiver(deliveries.clone()).await?;
-    let broker_port = broker_port();
-    let toml = config_toml(broker_port, &dir.join("hydrowatch-demo.db"), hook);
+    let broker_port = free_port_or(1883);
+    let sl651_port = free_port_or(5005);
+    let toml = config_toml(
+        broker_port,
+        sl651_port,
+        &dir.join("hydrowatch-demo.db"),
+        hook,
+    );
     let mut settings = crate::config::load_from_str(&toml).map_err(|problems| {
         anyhow::anyhow!(
             "the demo configuration is invalid (check HYDROWATCH__* variables):\n{problems}"
@@ -112,6 +120,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .parse()
         .with_context(|| format!("http.listen `{}`", settings.http.listen))?;
     let broker_url = format!("mqtt://{}", loopback_if_unspecified(listen));
+    let centre = settings
+        .sl651
+        .as_ref()
+        .and_then(|s| s.listen)
+        .map(|a| loopback_if_unspecified(a).to_string())
+        .context("the demo configuration has no sl651.listen")?;
     let board = format!("http://{}/", loopback_if_unspecified(http));
     tracing::info!(journal = %dir.display(), broker = %broker_url, "starting the demo");
 
@@ -119,7 +133,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .route("/api/v1/demo/deliveries", get(list_deliveries))
         .with_state(deliveries);
     let daemon = crate::daemon::run_with_routes(settings, crate::shutdown::signal(), routes);
-    let simulator = simulate(broker_url, board, args.speed, args.seed);
+    let simulator = simulate(broker_url, centre, board, args.speed, args.seed);
     tokio::pin!(daemon);
     tokio::select! {
         result = &mut daemon => result,
@@ -132,8 +146,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 }
 
 /// Waits until hydrowatch is subscribed (a reading published before would be lost: the
-/// broker keeps nothing for a session that does not exist yet), then loops the scenario.
-async fn simulate(broker: String, board: String, speed: f64, seed: u64) -> anyhow::Result<()> {
+/// broker keeps nothing for a session that does not exist yet), then loops the scenario:
+/// the SL 651 stations' readings as RTU frames to the centre, the others over MQTT, each
+/// stream paced from the same first observation time.
+async fn simulate(
+    broker: String,
+    centre: String,
+    board: String,
+    speed: f64,
+    seed: u64,
+) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let ready = format!("{board}readyz");
     loop {
@@ -151,6 +173,8 @@ async fn simulate(broker: String, board: String, speed: f64, seed: u64) -> anyho
     tracing::info!("demo ready: open {board} (alerts delivered to the demo patrol team: {board}api/v1/demo/deliveries)");
     let mut publisher = Publisher::connect(&broker).await?;
     let mut pacer = Pacer::new(speed);
+    let mut rtu_pacer = Pacer::new(speed);
+    let tz = jiff::tz::TimeZone::get("Asia/Shanghai").context("the demo's RTU time zone")?;
     let run_ms = scenario::DURATION.as_millis() as i64;
     let mut start = align(now_millis() - HISTORY.as_millis() as i64);
     let mut run = 0u64;
@@ -164,21 +188,30 @@ async fn simulate(broker: String, board: String, speed: f64, seed: u64) -> anyho
             seed: seed.wrapping_add(run),
         }
         .readings();
-        publish_paced(&mut publisher, &mut pacer, readings, 1).await?;
+        let (rtu, mqtt): (Vec<_>, Vec<_>) = readings
+            .into_iter()
+            .partition(|r| scenario::SL651_STATIONS.contains(&r.station.as_str()));
+        let (published, played) = tokio::join!(
+            publish_paced(&mut publisher, &mut pacer, mqtt, 1),
+            super::sl651::play(&centre, &mut rtu_pacer, rtu, &tz),
+        );
+        published?;
+        played?;
         start += run_ms;
         run += 1;
     }
 }
 
-/// 1883 when free, so gauges and MQTT tools find the broker where they expect it; else any.
-fn broker_port() -> u16 {
-    if TcpListener::bind("127.0.0.1:1883").is_ok() {
-        return 1883;
+/// `preferred` when free (1883 for the broker, 5005 for the SL 651 centre), so gauges and
+/// tools find them where they expect; else any free port.
+fn free_port_or(preferred: u16) -> u16 {
+    if TcpListener::bind(("127.0.0.1", preferred)).is_ok() {
+        return preferred;
     }
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .unwrap_or(1883)
+        .unwrap_or(preferred)
 }
 
 fn loopback_if_unspecified(addr: SocketAddr) -> SocketAddr {
@@ -191,7 +224,12 @@ fn loopback_if_unspecified(addr: SocketAddr) -> SocketAddr {
 
 /// The demo's configuration. `[http]` is left to the defaults and the environment, so
 /// `HYDROWATCH__HTTP__LISTEN` moves the board.
-fn config_toml(broker_port: u16, journal: &std::path::Path, hook: SocketAddr) -> String {
+fn config_toml(
+    broker_port: u16,
+    sl651_port: u16,
+    journal: &std::path::Path,
+    hook: SocketAddr,
+) -> String {
     // TOML basic strings: escape backslashes (Windows paths) and quotes.
     let journal = journal
         .display()
@@ -211,6 +249,9 @@ listen = "127.0.0.1:{broker_port}"
 [journal]
 path = "{journal}"
 
+[sl651]
+listen = "127.0.0.1:{sl651_port}"
+
 [rules]
 # The scenario's observations lie in the past; they are news in the demo, not late.
 late_after = "400d"
@@ -226,7 +267,7 @@ language = "zh"
 
 {stations}"#,
         // Silence is judged on the wall clock; at 720x five seconds is an hour of river time.
-        stations = scenario::demo_stations_toml("demo-patrol", "5s"),
+        stations = scenario::demo_stations_toml("demo-patrol", "5s", &scenario::SL651_STATIONS),
     )
 }
 
@@ -281,6 +322,7 @@ mod tests {
     fn the_demo_configuration_is_valid_and_embedded() {
         let toml = config_toml(
             1883,
+            5005,
             std::path::Path::new("/tmp/x \"y\"/demo.db"),
             "127.0.0.1:9000".parse().expect("addr"),
         );
@@ -288,6 +330,10 @@ mod tests {
         assert!(settings.broker.embedded);
         assert!(settings.influxdb.is_none(), "the journal is the only store");
         assert_eq!(settings.stations.len(), 4);
+        assert_eq!(
+            settings.sl651.as_ref().and_then(|s| s.listen),
+            "127.0.0.1:5005".parse().ok()
+        );
         assert_eq!(settings.teams[0].channels.len(), 1);
         assert_eq!(
             settings.journal.path,

@@ -4,12 +4,14 @@
 //! - [`scenario`]: the simulated river, storm and flood wave (pure, seeded);
 //! - [`replay`]: reading a CSV file of observations;
 //! - [`publish`]: QoS 1 publishing that waits for every acknowledgement;
+//! - [`sl651`]: the scenario played by SL 651 RTUs against a telemetry centre over TCP;
 //! - [`demo`]: `hydrowatch demo`, the whole system fed by the scenario.
 
 pub mod demo;
 pub mod publish;
 pub mod replay;
 pub mod scenario;
+pub mod sl651;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -58,6 +60,15 @@ pub struct SimulateArgs {
     /// Replay: time zone of times written without an offset.
     #[arg(long, default_value = "UTC", requires = "replay")]
     pub time_zone: String,
+
+    /// Play the flood scenario as SL 651 RTUs against the telemetry centre at HOST:PORT
+    /// (timed, added and hourly reports; each waits for the centre's answer) instead of
+    /// publishing to a broker. The scenario's stations use addresses `00` + their id.
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "replay")]
+    pub sl651: Option<String>,
+    /// SL 651: the zone of the RTUs' clocks (frames carry local time).
+    #[arg(long, default_value = "Asia/Shanghai", requires = "sl651")]
+    pub sl651_time_zone: String,
 
     /// Scenario: seed of the measurement noise.
     #[arg(long, default_value_t = 1, conflicts_with = "replay")]
@@ -122,6 +133,28 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("--start: {e}"))?,
             None => align(now_millis() - run_ms),
         };
+        if let Some(centre) = &args.sl651 {
+            let tz = jiff::tz::TimeZone::get(&args.sl651_time_zone)
+                .with_context(|| format!("--sl651-time-zone `{}`", args.sl651_time_zone))?;
+            let mut run = 0u64;
+            let mut answered = 0u64;
+            while args.loops == 0 || run < args.loops {
+                let readings = scenario::Scenario {
+                    start,
+                    seed: args.seed.wrapping_add(run),
+                }
+                .readings();
+                tracing::info!(run = run + 1, speed, %centre, "playing the flood scenario as SL 651 RTUs");
+                answered += sl651::play(centre, &mut pacer, readings, &tz).await?;
+                start += run_ms;
+                run += 1;
+            }
+            tracing::info!(
+                frames = answered,
+                "done: every frame answered by the centre"
+            );
+            return Ok(());
+        }
         let mut publisher = Publisher::connect(&args.broker).await?;
         let mut run = 0u64;
         while args.loops == 0 || run < args.loops {

@@ -154,20 +154,31 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
+/// The scenario stations that report over SL 651 in the demo (the others over MQTT): the
+/// rain gauge and the upstream level gauge, as remote gauges in the hills often do.
+pub const SL651_STATIONS: [&str; 2] = [RAIN_GAUGE.0, RIVER[0].id];
+
 /// The `[[stations]]` of the scenario for a hydrowatch configuration: Chinese stage set,
-/// rise-rate and sensor rules, rain windows on the rain gauge, all paging `team`.
-pub fn demo_stations_toml(team: &str, offline_after: &str) -> String {
+/// rise-rate and sensor rules, rain windows on the rain gauge, all paging `team`. Stations
+/// named in `sl651` get their SL 651 address (`00` + id).
+pub fn demo_stations_toml(team: &str, offline_after: &str, sl651: &[&str]) -> String {
+    let address = |id: &str| match sl651.contains(&id) {
+        true => format!("sl651_address = \"00{id}\"\n"),
+        false => String::new(),
+    };
     let mut toml = String::new();
     toml.push_str(&format!(
         "[[stations]]\nid = \"{}\"\nname = \"{}\"\nriver = \"淠河\"\nteam = \"{team}\"\n\
-         interval = \"5m\"\noffline_after = \"{offline_after}\"\n\
+         interval = \"5m\"\noffline_after = \"{offline_after}\"\n{}\
          rain = {{ \"1h\" = 30.0, \"3h\" = 50.0 }}\n\n",
-        RAIN_GAUGE.0, RAIN_GAUGE.1
+        RAIN_GAUGE.0,
+        RAIN_GAUGE.1,
+        address(RAIN_GAUGE.0)
     ));
     for g in &RIVER {
         toml.push_str(&format!(
             "[[stations]]\nid = \"{id}\"\nname = \"{name}\"\nriver = \"淠河\"\nteam = \"{team}\"\n\
-             interval = \"5m\"\noffline_after = \"{offline_after}\"\n\
+             interval = \"5m\"\noffline_after = \"{offline_after}\"\n{sl651}\
              stages = {{ guard = {g:.2}, warning = {w:.2}, guaranteed = {q:.2} }}\n\
              rise_rate_m_per_h = 0.8\nmax_step_m = 1.0\nlevel_range = [{lo:.1}, {hi:.1}]\n\n",
             id = g.id,
@@ -177,6 +188,7 @@ pub fn demo_stations_toml(team: &str, offline_after: &str) -> String {
             q = g.guaranteed_m,
             lo = g.base_m - 10.0,
             hi = g.base_m + 10.0,
+            sl651 = address(g.id),
         ));
     }
     toml
@@ -312,9 +324,18 @@ mod tests {
 
     #[test]
     fn the_demo_stations_are_a_valid_configuration() {
-        let toml = format!("[[teams]]\nid = \"t\"\n\n{}", demo_stations_toml("t", "5s"));
+        let toml = format!(
+            "[[teams]]\nid = \"t\"\n\n{}",
+            demo_stations_toml("t", "5s", &SL651_STATIONS)
+        );
         let settings = crate::config::load_from_str(&toml).expect("valid");
         assert_eq!(settings.stations.len(), 4);
+        let speaking: Vec<String> = settings
+            .stations
+            .iter()
+            .filter_map(|s| s.sl651_address.map(|a| a.to_string()))
+            .collect();
+        assert_eq!(speaking, ["0062304800", "0062303500"]);
         assert_eq!(
             settings.stations[1].stages.stages[1].level_m,
             RIVER[0].warning_m

@@ -7,8 +7,13 @@
 //! report again. Refusals are committed as dead letters too, then answered: NAK for damage a
 //! resend can repair (CRC, truncated, wrong length, bad packet), the usual answer for content
 //! no resend changes (unknown station, bad body), so that an RTU does not retry forever.
-//! Keep-alives (2F) are not answered. Each connection has its own bounded buffer and an idle
-//! timeout: a silent or slow client is dropped when it expires.
+//! Keep-alives (2F) are not answered.
+//!
+//! Each connection has its own bounded buffer and an idle timeout counted from the last
+//! complete frame, not the last byte: a client that trickles a byte a minute is dropped as
+//! surely as a silent one. At most `max_connections` are served at once; more are closed as
+//! soon as they are accepted, so that a flood of connections cannot exhaust file descriptors
+//! the journal and the API need.
 
 use std::collections::HashMap;
 use std::fmt::Display;
@@ -19,6 +24,7 @@ use std::time::Duration;
 use jiff::tz::TimeZone;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::frame::{function, Direction, EndMark, Frame, Header};
@@ -44,9 +50,11 @@ pub struct CenterSettings {
     /// Zone of the RTUs' clocks (frames carry none).
     pub time_zone: TimeZone,
     pub reply_end: ReplyEnd,
-    /// A connection silent this long is closed.
+    /// A connection that completes no frame for this long is closed.
     pub idle_timeout: Duration,
     pub max_frame: usize,
+    /// Connections served at once; more are closed on accept.
+    pub max_connections: usize,
     /// Stations by their five-byte address.
     pub stations: HashMap<StationAddress, StationLink>,
 }
@@ -58,6 +66,7 @@ impl Default for CenterSettings {
             reply_end: ReplyEnd::Eot,
             idle_timeout: Duration::from_secs(600),
             max_frame: DEFAULT_MAX_FRAME,
+            max_connections: 20_000,
             stations: HashMap::new(),
         }
     }
@@ -80,9 +89,20 @@ pub enum Delivery {
         /// Stable label (`crc`, `unknown_station`, ...).
         cause: &'static str,
         detail: String,
-        /// The frame as received, when it was delimited (empty otherwise).
+        /// The frame as received, as far as it was delimited (empty when nothing was).
         raw: Vec<u8>,
+        /// The station address, when the header could be read.
+        station: Option<StationAddress>,
     },
+}
+
+impl Delivery {
+    /// The frame's bytes as received.
+    pub fn raw(&self) -> &[u8] {
+        match self {
+            Delivery::Readings { raw, .. } | Delivery::DeadLetter { raw, .. } => raw,
+        }
+    }
 }
 
 /// Accepts RTU connections until `shutdown` resolves; then stops accepting and ends the
@@ -98,18 +118,30 @@ pub async fn serve<C, Fut, E>(
     E: Display + Send,
 {
     let mut connections = JoinSet::new();
+    let slots = Arc::new(Semaphore::new(settings.max_connections.max(1)));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((socket, peer)) => {
+                    let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                        // Closing at once tells the RTU to retry later, instead of letting
+                        // it wait in a backlog that is never served.
+                        metrics::counter!("hydrowatch_sl651_connections_total", "result" => "refused").increment(1);
+                        tracing::debug!(%peer, "SL 651 connection refused: max_connections reached");
+                        drop(socket);
+                        continue;
+                    };
+                    metrics::counter!("hydrowatch_sl651_connections_total", "result" => "accepted").increment(1);
                     let settings = Arc::clone(&settings);
                     let commit = commit.clone();
                     connections.spawn(async move {
+                        let _open = OpenConnection::new();
                         if let Err(e) = connection(socket, &settings, &commit).await {
                             tracing::debug!(%peer, "SL 651 connection ended: {e}");
                         }
+                        drop(slot);
                     });
                 }
                 Err(e) => {
@@ -122,6 +154,23 @@ pub async fn serve<C, Fut, E>(
         }
     }
     connections.shutdown().await;
+}
+
+/// Counts an open connection in `hydrowatch_sl651_connections_open` for as long as it lives
+/// (also when its task is aborted at shutdown).
+struct OpenConnection;
+
+impl OpenConnection {
+    fn new() -> OpenConnection {
+        metrics::gauge!("hydrowatch_sl651_connections_open").increment(1.0);
+        OpenConnection
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        metrics::gauge!("hydrowatch_sl651_connections_open").decrement(1.0);
+    }
 }
 
 /// Damage that a resend can repair: answered NAK.
@@ -151,27 +200,38 @@ where
 {
     let mut decoder = FrameDecoder::new(settings.max_frame);
     let mut reassembler = Reassembler::default();
-    let mut buf = vec![0u8; 4096];
+    // Small: ten thousand idle RTU links must not hold 40 MB of read buffers. A frame
+    // longer than this arrives in several reads.
+    let mut buf = vec![0u8; 1024];
     // The serial of the transfer's first packet, echoed in answers to later packets.
     let mut serials: HashMap<(StationAddress, u8), u16> = HashMap::new();
+    let mut deadline = tokio::time::Instant::now() + settings.idle_timeout;
     loop {
-        let n = match tokio::time::timeout(settings.idle_timeout, socket.read(&mut buf)).await {
-            Err(_) => return Ok(()), // idle: the RTU went quiet
+        let n = match tokio::time::timeout_at(deadline, socket.read(&mut buf)).await {
+            Err(_) => {
+                metrics::counter!("hydrowatch_sl651_idle_closed_total").increment(1);
+                return Ok(()); // idle: no complete frame for idle_timeout
+            }
             Ok(read) => read?,
         };
         if n == 0 {
             if let Some(e) = decoder.finish() {
+                rejected(&e);
                 let _ = commit(dead_letter(&e, Vec::new())).await;
             }
             return Ok(());
         }
-        for item in decoder.push(&buf[..n]) {
+        for item in decoder.push_keeping_refused(&buf[..n]) {
+            deadline = tokio::time::Instant::now() + settings.idle_timeout;
+            metrics::counter!("hydrowatch_sl651_frames_received_total").increment(1);
             let answer = match item {
                 Ok(frame) => {
                     handle_frame(frame, settings, commit, &mut reassembler, &mut serials).await
                 }
-                Err(e) => {
-                    let committed = commit(dead_letter(&e, Vec::new())).await.is_ok();
+                Err(refused) => {
+                    let e = refused.error;
+                    rejected(&e);
+                    let committed = commit(dead_letter(&e, refused.raw)).await.is_ok();
                     match e.header() {
                         Some(h)
                             if committed && resend_helps(&e) && h.direction == Direction::Up =>
@@ -184,9 +244,27 @@ where
             };
             if let Some(bytes) = answer {
                 socket.write_all(&bytes).await?;
+                let end = bytes_end(&bytes);
+                metrics::counter!("hydrowatch_sl651_replies_total", "end" => end).increment(1);
             }
         }
     }
+}
+
+/// The end mark of an answer the centre wrote, for metrics.
+fn bytes_end(answer: &[u8]) -> &'static str {
+    match Frame::parse(answer).map(|f| f.end) {
+        Ok(EndMark::Ack) => "ack",
+        Ok(EndMark::Nak) => "nak",
+        Ok(EndMark::Eot) => "eot",
+        Ok(EndMark::Esc) => "esc",
+        _ => "other",
+    }
+}
+
+/// Counts a refused frame by cause.
+fn rejected(e: &Sl651Error) {
+    metrics::counter!("hydrowatch_sl651_frames_rejected_total", "cause" => e.cause()).increment(1);
 }
 
 fn dead_letter(e: &Sl651Error, raw: Vec<u8>) -> Delivery {
@@ -194,15 +272,64 @@ fn dead_letter(e: &Sl651Error, raw: Vec<u8>) -> Delivery {
         Some(h) => format!("station {} function {:02X}: {e}", h.station, h.function),
         None => e.to_string(),
     };
+    let station = match e {
+        Sl651Error::UnknownStation { address } => Some(*address),
+        _ => e.header().map(|h| h.station),
+    };
     Delivery::DeadLetter {
         cause: e.cause(),
         detail,
         raw,
+        station,
     }
 }
 
 fn nak(h: &Header, settings: &CenterSettings) -> Option<Vec<u8>> {
     reply::answer(h, 0, centre_now(&settings.time_zone), EndMark::Nak).ok()
+}
+
+/// What one complete (reassembled) uplink report frame delivers: its readings for a known
+/// station, else a dead letter; with the serial number its answer echoes. The same for a
+/// frame from a TCP link and one bridged over MQTT.
+pub fn deliver(whole: &Frame, settings: &CenterSettings) -> (Delivery, u16) {
+    let delivery = match settings.stations.get(&whole.header.station) {
+        None => dead_letter(
+            &Sl651Error::UnknownStation {
+                address: whole.header.station,
+            },
+            whole.raw.clone(),
+        ),
+        Some(link) => match decode_report(whole, &link.id, link.level, &settings.time_zone) {
+            Ok(decoded) => Delivery::Readings {
+                station: link.id.clone(),
+                readings: decoded.readings,
+                report: decoded.report,
+                raw: whole.raw.clone(),
+            },
+            Err(e) => dead_letter(&e, whole.raw.clone()),
+        },
+    };
+    let serial = match &delivery {
+        Delivery::Readings { report, .. } => report.serial,
+        Delivery::DeadLetter { .. } => match whole.body.get(..2) {
+            Some([a, b]) => u16::from_be_bytes([*a, *b]),
+            _ => 0,
+        },
+    };
+    if let Delivery::DeadLetter { cause, .. } = &delivery {
+        metrics::counter!("hydrowatch_sl651_frames_rejected_total", "cause" => *cause).increment(1);
+    }
+    (delivery, serial)
+}
+
+/// A frame that is not a report (nor a keep-alive) from an RTU: a dead letter.
+pub fn not_a_report(frame: &Frame) -> Delivery {
+    let e = Sl651Error::Body(format!(
+        "function {:02X} is not a report",
+        frame.header.function
+    ));
+    rejected(&e);
+    dead_letter(&e, frame.raw.clone())
 }
 
 /// Commits what a frame carries and returns the answer to write, if any.
@@ -224,8 +351,7 @@ where
     }
     let now = centre_now(&settings.time_zone);
     if !function::is_report(h.function) {
-        let e = Sl651Error::Body(format!("function {:02X} is not a report", h.function));
-        let _ = commit(dead_letter(&e, frame.raw)).await;
+        let _ = commit(not_a_report(&frame)).await;
         return None;
     }
     let key = (h.station, h.function);
@@ -243,38 +369,17 @@ where
             return reply::answer(&h, serial, now, EndMark::Ack).ok();
         }
         Err(e) => {
+            rejected(&e);
             let committed = commit(dead_letter(&e, raw)).await.is_ok();
             return if committed { nak(&h, settings) } else { None };
         }
     };
     serials.remove(&key);
     let end = reply::end_for(whole.end, settings.reply_end)?;
-    let delivery = match settings.stations.get(&whole.header.station) {
-        None => dead_letter(
-            &Sl651Error::UnknownStation {
-                address: whole.header.station,
-            },
-            whole.raw.clone(),
-        ),
-        Some(link) => match decode_report(&whole, &link.id, link.level, &settings.time_zone) {
-            Ok(decoded) => Delivery::Readings {
-                station: link.id.clone(),
-                readings: decoded.readings,
-                report: decoded.report,
-                raw: whole.raw.clone(),
-            },
-            Err(e) => dead_letter(&e, whole.raw.clone()),
-        },
-    };
-    let serial = match &delivery {
-        Delivery::Readings { report, .. } => report.serial,
-        Delivery::DeadLetter { .. } => match whole.body.get(..2) {
-            Some([a, b]) => u16::from_be_bytes([*a, *b]),
-            _ => 0,
-        },
-    };
+    let (delivery, serial) = deliver(&whole, settings);
     match commit(delivery).await {
-        Ok(()) => reply::answer(&h, serial, now, end).ok(),
+        // The send time is the centre's clock when the answer leaves, after the commit.
+        Ok(()) => reply::answer(&h, serial, centre_now(&settings.time_zone), end).ok(),
         Err(e) => {
             // No answer: the RTU sends the report again, as a broker redelivers.
             tracing::warn!(station = %h.station, "SL 651 report not committed: {e}");

@@ -37,7 +37,7 @@ pub use frame::{Direction, Encoding, EndMark, Frame, Header, Packet, StationAddr
 pub use multipacket::{Assembly, Reassembler};
 pub use readings::LevelElement;
 pub use reply::ReplyEnd;
-pub use stream::FrameDecoder;
+pub use stream::{FrameDecoder, Refused};
 
 use crate::model::Reading;
 

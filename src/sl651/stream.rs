@@ -15,6 +15,14 @@ use super::Sl651Error;
 /// Default largest frame accepted: the 12-bit length's maximum plus the HEX/ASCII framing.
 pub const DEFAULT_MAX_FRAME: usize = 4095 + 29;
 
+/// A frame the decoder refused, with its bytes: the whole frame when its end mark was where
+/// the length said (bad CRC), else what was held from its header up to the declared length.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refused {
+    pub error: Sl651Error,
+    pub raw: Vec<u8>,
+}
+
 /// Splits a byte stream into frames.
 #[derive(Debug)]
 pub struct FrameDecoder {
@@ -41,6 +49,15 @@ impl FrameDecoder {
 
     /// Feeds received bytes; returns the frames (and refusals) they completed, in order.
     pub fn push(&mut self, bytes: &[u8]) -> Vec<Result<super::Frame, Sl651Error>> {
+        self.push_keeping_refused(bytes)
+            .into_iter()
+            .map(|r| r.map_err(|refused| refused.error))
+            .collect()
+    }
+
+    /// [`FrameDecoder::push`], with the bytes of each refused frame, so that its dead letter
+    /// shows what the RTU sent.
+    pub fn push_keeping_refused(&mut self, bytes: &[u8]) -> Vec<Result<super::Frame, Refused>> {
         let mut out = Vec::new();
         // Chunked so that the buffer never grows past two frames, whatever one read returns.
         for chunk in bytes.chunks(self.max_frame) {
@@ -84,7 +101,15 @@ impl FrameDecoder {
         self.skipped += n as u64;
     }
 
-    fn drain(&mut self, out: &mut Vec<Result<super::Frame, Sl651Error>>) {
+    /// The held bytes of a refused frame that declares `total` bytes.
+    fn refused(&self, error: Sl651Error, total: usize) -> Refused {
+        Refused {
+            error,
+            raw: self.buf[..total.min(self.buf.len())].to_vec(),
+        }
+    }
+
+    fn drain(&mut self, out: &mut Vec<Result<super::Frame, Refused>>) {
         loop {
             let Some(start) = self.buf.iter().position(|&b| b == 0x7E || b == 0x01) else {
                 let all = self.buf.len();
@@ -102,11 +127,13 @@ impl FrameDecoder {
             };
             let total = header.frame_len();
             if total > self.max_frame {
-                out.push(Err(Sl651Error::TooLarge {
+                // Only the header: the declared length is likely garbage.
+                let error = Sl651Error::TooLarge {
                     declared: total,
                     limit: self.max_frame,
                     header: Some(header),
-                }));
+                };
+                out.push(Err(self.refused(error, 32)));
                 self.skip(1);
                 continue;
             }
@@ -114,11 +141,12 @@ impl FrameDecoder {
                 // A frame cut short by the RTU is followed by its next frame: do not wait for
                 // bytes that will never come when a complete frame already sits inside.
                 if let Some(next) = self.complete_frame_after(1) {
-                    out.push(Err(Sl651Error::Truncated {
+                    let error = Sl651Error::Truncated {
                         expected: total,
                         got: next,
                         header: Some(header),
-                    }));
+                    };
+                    out.push(Err(self.refused(error, next)));
                     self.skip(next);
                     continue;
                 }
@@ -131,22 +159,26 @@ impl FrameDecoder {
                 }
                 Err(Sl651Error::BadLength { header, detail }) => {
                     // A new frame starting inside this one means this one was cut short.
-                    let err = match self.frame_start_within(1, total) {
-                        Some(at) => Sl651Error::Truncated {
-                            header,
-                            expected: total,
-                            got: at,
-                        },
-                        None => Sl651Error::BadLength { header, detail },
+                    let (err, held) = match self.frame_start_within(1, total) {
+                        Some(at) => (
+                            Sl651Error::Truncated {
+                                header,
+                                expected: total,
+                                got: at,
+                            },
+                            at,
+                        ),
+                        None => (Sl651Error::BadLength { header, detail }, total),
                     };
-                    out.push(Err(err));
+                    out.push(Err(self.refused(err, held)));
                     self.skip(1);
                 }
                 Err(e) => {
                     // The end mark sat where the length said: the frame is delimited, only
                     // its content is bad, so it is consumed whole.
+                    let refused = self.refused(e, total);
                     self.buf.drain(..total);
-                    out.push(Err(e));
+                    out.push(Err(refused));
                 }
             }
         }
