@@ -149,6 +149,16 @@ pub fn decode(
     if let Some(readings) = fast::decode(topic_station, payload, cx) {
         return Ok(readings);
     }
+    general(topic_station, payload, cx)
+}
+
+/// The general path: decodes any message through a `serde_json::Value` tree and alone says
+/// why a message is rejected. [`decode`] comes here when the fast path does not accept.
+fn general(
+    topic_station: Option<&str>,
+    payload: &[u8],
+    cx: &DecodeContext,
+) -> Result<Vec<Reading>, Rejection> {
     let value: Value = serde_json::from_slice(payload)
         .map_err(|e| reject(Cause::NotJson, format!("not JSON: {e}")))?;
 
@@ -284,6 +294,12 @@ mod fast {
         /// An object with `readings` is an envelope: the general path's business.
         #[serde(default, deserialize_with = "present")]
         readings: bool,
+        /// Any other field, read in full and dropped. Skipping it unread would accept what the
+        /// general path cannot parse (a number beyond f64, a lone surrogate, bytes that are not
+        /// UTF-8); flattening parses it as the general path does, and costs nothing for a
+        /// message without unknown fields.
+        #[serde(flatten)]
+        _unknown: IgnoredAny,
     }
 
     fn present_str<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de str>, D::Error> {
@@ -552,6 +568,10 @@ pub fn parse_time_text(s: &str, tz: &jiff::tz::TimeZone) -> Result<Millis, Rejec
     Ok(zoned.timestamp().as_millisecond())
 }
 
+/// Property tests: the fast path and the general path agree on every input.
+#[cfg(test)]
+mod props;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -708,6 +728,31 @@ mod tests {
             let e = decode(Some("62304000"), payload, &c).unwrap_err();
             assert_eq!(e.cause, cause, "{}", String::from_utf8_lossy(payload));
         }
+    }
+
+    /// Found by the property tests: the fast path skipped unknown fields without reading
+    /// them, so it accepted a value that the general path cannot parse (a number beyond f64,
+    /// a lone surrogate, bytes that are not UTF-8), and the same field made a plain message
+    /// stored and an envelope dead-lettered.
+    #[test]
+    fn an_unknown_field_is_read_as_strictly_on_both_paths() {
+        let k = known();
+        let c = cx(&k);
+        let payloads: [&[u8]; 4] = [
+            br#"{"rain_mm":0,"flow_m3s":0,"time":0,"":1e309}"#,
+            br#"{"time":1626739500,"level_m":1,"x":[1,{"y":-1e400}]}"#,
+            br#"{"time":1626739500,"level_m":1,"note":"\ud800"}"#,
+            b"{\"time\":1626739500,\"level_m\":1,\"note\":\"\xff\xfe\"}",
+        ];
+        for payload in payloads {
+            let text = String::from_utf8_lossy(payload);
+            assert_eq!(fast::decode(Some("62304000"), payload, &c), None, "{text}");
+            let e = decode(Some("62304000"), payload, &c).unwrap_err();
+            assert_eq!(e.cause, Cause::NotJson, "{text}");
+        }
+        // Unknown fields that parse are still ignored, on the fast path.
+        let fine = br#"{"time":1626739500,"level_m":1,"x":[1e308,{"y":"\ud83c\udf0a"}],"z":null}"#;
+        assert!(fast::decode(Some("62304000"), fine, &c).is_some());
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub fn stages_m() -> Vec<(&'static str, f64)> {
 }
 
 pub fn data_file() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/plumtree_run_2018-08.csv")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/plumtree_run_2018-08.csv")
 }
 
 /// (time ms, level in metres), approved rows only, in time order.
