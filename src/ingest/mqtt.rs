@@ -35,6 +35,11 @@ use crate::config::Settings;
 use crate::journal::writer::{Command, Decoded, Inbound, Receipt};
 use crate::model::{now_millis, RefusedPayload};
 
+/// Decoded messages held while the writer's queue is full. Brokers keep far fewer in flight
+/// for one client (Mosquitto's `max_inflight_messages`: 20 by default, 1000 in
+/// `deploy/mosquitto.conf`), so this bound only matters with a broker that sets no limit.
+const MAX_WAITING: usize = 20_000;
+
 /// MQTT's own ceiling on a packet (the remaining length field's maximum).
 const MQTT_MAX_PACKET: usize = 268_435_455;
 
@@ -132,6 +137,8 @@ pub async fn run(
         topics.extend(b.filters.iter().cloned());
     }
     let mut acks = Acknowledgements::default();
+    // Decoded messages the writer's queue had no room for yet, in arrival order.
+    let mut waiting: VecDeque<Command> = VecDeque::new();
     let mut backoff = Duration::from_millis(200);
     loop {
         // The poll future is never dropped before it completes (rumqttc's poll is not
@@ -141,9 +148,27 @@ pub async fn run(
             tokio::pin!(poll);
             loop {
                 acks.flush(&client);
+                if waiting.len() >= MAX_WAITING {
+                    // Far more than any broker keeps in flight for one client: hold the
+                    // event loop until the writer takes some (the keep-alive may lapse).
+                    if let Some(command) = waiting.pop_front() {
+                        if writer.send(command).await.is_err() {
+                            return;
+                        }
+                    }
+                    continue;
+                }
                 tokio::select! {
                     event = &mut poll => break event,
                     Some(group) = committed.recv() => acks.add(&status, group),
+                    permit = writer.reserve(), if !waiting.is_empty() => match permit {
+                        Ok(permit) => {
+                            if let Some(command) = waiting.pop_front() {
+                                permit.send(command);
+                            }
+                        }
+                        Err(_) => return, // the writer is gone: shutting down
+                    },
                 }
             }
         };
@@ -194,9 +219,11 @@ pub async fn run(
                     publish,
                     connection,
                 );
-                if writer.send(command).await.is_err() {
-                    return; // the writer is gone: shutting down
-                }
+                // Never wait for the writer here: the event loop must keep being polled, or
+                // the keep-alive lapses while the journal is busy and the broker redelivers
+                // everything in flight on the next connection. The broker bounds what can
+                // wait: it sends no more than its in-flight window of unacknowledged messages.
+                waiting.push_back(command);
             }
             Ok(_) => {}
             Err(e) => {

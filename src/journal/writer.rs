@@ -415,6 +415,10 @@ impl Writer {
                         ));
                     }
                     Decoded::Acknowledge { alert_id, team } => {
+                        // Stored as the alert's event (or, when it changes nothing, as the
+                        // log line below): counted with the stored messages, so that received
+                        // = stored + dead-lettered holds for the ack topic too.
+                        fx.messages_stored += 1;
                         match acknowledge(&tx, &mut state.engine, settings, alert_id, team, now)? {
                             Ok(event) => {
                                 record_event(&tx, &state.engine, settings, &event, now, &mut fx)?
