@@ -55,12 +55,11 @@ impl Guard {
         }
     }
 
-    /// 429 when `peer` has failed too often lately.
-    pub fn refuse_if_limited(&self, peer: IpAddr) -> Result<(), Response> {
-        match self.failures.blocked_for(peer, Instant::now()) {
-            Some(wait) => Err(too_many(wait)),
-            None => Ok(()),
-        }
+    /// The 429 answer when `peer` has failed too often lately.
+    pub fn limited(&self, peer: IpAddr) -> Option<Response> {
+        self.failures
+            .blocked_for(peer, Instant::now())
+            .map(too_many)
     }
 
     /// Counts one failed token check from `peer`.

@@ -402,7 +402,7 @@ pub async fn acknowledge(
     headers: HeaderMap,
 ) -> Response {
     let peer = guard::peer_ip(peer);
-    if let Err(limited) = state.guard.refuse_if_limited(peer) {
+    if let Some(limited) = state.guard.limited(peer) {
         return limited;
     }
     let answer = acknowledge_as(&state, id, &headers).await;
@@ -699,7 +699,7 @@ pub async fn login(
     body: Bytes,
 ) -> Response {
     let peer = guard::peer_ip(peer);
-    if let Err(limited) = state.guard.refuse_if_limited(peer) {
+    if let Some(limited) = state.guard.limited(peer) {
         return limited;
     }
     let Some(expected) = &state.settings.http.read_token else {

@@ -168,7 +168,7 @@ async fn read_access(
     };
     let peer = guard::peer_ip(peer);
     if guard::presents_token(http, request.headers(), request.uri()) {
-        if let Err(limited) = state.guard.refuse_if_limited(peer) {
+        if let Some(limited) = state.guard.limited(peer) {
             return limited;
         }
     }
