@@ -615,3 +615,75 @@ async fn board_lists_failed_notifications_in_headless_chromium() {
     }
     drop(hw);
 }
+
+/// A board whose event stream falls behind (a burst larger than `http.event_buffer`) gets
+/// `resync` and reloads its state: it shows the latest reading, not a stale one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn board_reloads_its_state_after_a_resync_in_headless_chromium() {
+    chromium_binary();
+    let mqtt = Mosquitto::start(false);
+    let config = HwConfig::new(&mqtt)
+        .client_id("hw-board-resync")
+        .http(&format!(r#"read_token = "{READ_TOKEN}""#))
+        .http("event_buffer = 2")
+        .body(&format!(
+            r#"[[stations]]
+id = "{MAIN}"
+name = "横排头"
+stages = {{ guard = 57.5, warning = 59.0 }}
+"#
+        ))
+        .build();
+    let hw = Hydrowatch::start_ready(&config, Duration::from_secs(30));
+    let now = now_s();
+    publish_all(mqtt.port(), vec![msg(MAIN, now - 7200, 55.0, None)]).await;
+
+    let browser = tokio::task::spawn_blocking(Chromium::launch)
+        .await
+        .expect("join");
+    let url = format!("{}/", hw.base_url());
+    let row = row_state(MAIN);
+    let state = "(() => ({ resyncs: window.__boardResyncs || 0, live: document.getElementById('conn').className }))()";
+    let browser = tokio::task::spawn_blocking(move || {
+        let mut browser = browser;
+        browser.open(&url);
+        browser.sign_in(READ_TOKEN);
+        browser.wait_for("the first reading", &row, |v| v["level"] == "55.00");
+        browser.wait_for("the live stream", state, |v| {
+            v["live"].as_str().is_some_and(|c| c.contains("up"))
+        });
+        browser
+    })
+    .await
+    .expect("join");
+
+    // 2,000 readings in one message: committed together, far more than the stream holds.
+    let readings: Vec<Value> = (0..2000)
+        .map(|i| json!({"time": now - 7000 + i, "level_m": 55.0 + i as f64 * 0.001}))
+        .collect();
+    publish_all(
+        mqtt.port(),
+        vec![(
+            format!("hydro/{MAIN}/data"),
+            json!({"station": MAIN, "readings": readings})
+                .to_string()
+                .into_bytes(),
+        )],
+    )
+    .await;
+    let row = row_state(MAIN);
+    tokio::task::spawn_blocking(move || {
+        let mut browser = browser;
+        let after = browser.wait_for("a resync", state, |v| v["resyncs"].as_u64() >= Some(1));
+        assert!(
+            after["live"].as_str().is_some_and(|c| c.contains("up")),
+            "{after}"
+        );
+        browser.wait_for("the latest reading after the resync", &row, |v| {
+            v["level"] == "57.00"
+        });
+    })
+    .await
+    .expect("join");
+    drop(hw);
+}

@@ -105,6 +105,11 @@ if command -v systemd-analyze >/dev/null; then
         fail "systemd-analyze verify: $out"
     fi
     echo "$out" >&2
+    # The sandbox, as systemd rates it (0 = fully sandboxed, 10 = none); 1.5 when written.
+    systemd-analyze security --offline=true --threshold=20 /lib/systemd/system/hydrowatch.service \
+        >"$work/security.txt" 2>&1 \
+        || fail "the unit's exposure is above 2.0: $(tail -n 3 "$work/security.txt")"
+    tail -n 1 "$work/security.txt" >&2
 fi
 
 step "running the installed binary as the service user against a local Mosquitto"
@@ -121,7 +126,10 @@ mosquitto -c "$work/mosquitto.conf" >"$work/mosquitto.out" 2>&1 &
 pids+=($!)
 wait_for 10 "Mosquitto to listen" bash -c "exec 3<>/dev/tcp/127.0.0.1/$mqtt_port"
 
-(cd /var/lib/hydrowatch && exec runuser -u hydrowatch -- env RUST_LOG=info \
+# setpriv, not runuser: runuser stays as the parent and answers SIGTERM by killing its child
+# after 2 s, which would hide how hydrowatch itself stops. setpriv execs hydrowatch.
+(cd /var/lib/hydrowatch && exec setpriv --reuid hydrowatch --regid hydrowatch --init-groups \
+    env RUST_LOG=info \
     HYDROWATCH__MQTT__URL="mqtt://127.0.0.1:$mqtt_port" \
     HYDROWATCH__HTTP__LISTEN="127.0.0.1:$http_port" \
     /usr/bin/hydrowatch run -c /etc/hydrowatch/hydrowatch.toml) >"$work/hydrowatch.log" 2>&1 &
@@ -136,6 +144,7 @@ stored() { curl -fsS "http://127.0.0.1:$http_port/api/v1/stations/62304000" | gr
 wait_for 30 "the reading in the installed journal" stored
 [ "$(stat -c '%U' /var/lib/hydrowatch/hydrowatch.db)" = hydrowatch ] \
     || fail "the journal is not the service user's"
+[ "$(ps -o user= -p "$hw_pid")" = hydrowatch ] || fail "hydrowatch does not run as its user"
 kill -TERM "$hw_pid"
 wait "$hw_pid" || fail "hydrowatch did not stop cleanly on SIGTERM: $(tail -20 "$work/hydrowatch.log")"
 

@@ -416,3 +416,51 @@ pub fn valid_channel_id(id: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b':'))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn team(id: &str, token: Option<&str>) -> Team {
+        Team {
+            id: id.into(),
+            name: id.into(),
+            token: token.map(str::to_string),
+            members: Vec::new(),
+            channels: Vec::new(),
+            escalation: Vec::new(),
+            renotify: None,
+            language: Language::Chinese,
+        }
+    }
+
+    #[test]
+    fn secrets_match_exactly() {
+        assert!(same_secret("east-token", "east-token"));
+        assert!(!same_secret("east-token", "east-toke"));
+        assert!(!same_secret("east-token ", "east-token"));
+        assert!(!same_secret("", "east-token"));
+    }
+
+    #[test]
+    fn a_token_finds_its_team_and_no_other() {
+        let teams = [
+            team("none", None),
+            team("east", Some("east-token")),
+            team("west", Some("west-token")),
+        ];
+        assert_eq!(
+            team_by_token(&teams, "west-token").map(|t| t.id.as_str()),
+            Some("west")
+        );
+        assert_eq!(
+            team_by_token(&teams, "east-token").map(|t| t.id.as_str()),
+            Some("east")
+        );
+        assert!(
+            team_by_token(&teams, "").is_none(),
+            "a team without a token holds no empty one"
+        );
+        assert!(team_by_token(&teams, "guess").is_none());
+    }
+}

@@ -120,16 +120,25 @@
 
   // ---- data ----------------------------------------------------------------------------
 
+  var signIns = 0; // successful sign-ins on this page so far
+
   function api(path) {
     var headers = { Accept: "application/json" };
+    // A request sent before the last sign-in went without the cookie: its 401 is stale.
+    var asked = signIns;
     return fetch(path, { headers: headers, cache: "no-store", credentials: "same-origin" }).then(function (r) {
-      if (r.status === 401) { showLogin(); throw new Error(t("unauthorized")); }
+      if (r.status === 401) {
+        var e = new Error(t("unauthorized"));
+        if (asked === signIns) showLogin(); else e.stale = true;
+        throw e;
+      }
       if (!r.ok) return r.json().then(function (b) { throw new Error(b.error || r.statusText); });
       return r.json();
     });
   }
 
   function showError(e) {
+    if (e && e.stale) return;
     var p = document.getElementById("error");
     if (!e) { p.hidden = true; return; }
     p.hidden = false;
@@ -538,6 +547,7 @@
       body: JSON.stringify({ token: input.value })
     }).then(function (r) {
       if (r.status === 204) {
+        signIns++;
         input.value = "";
         message.textContent = "";
         document.getElementById("login").hidden = true;
