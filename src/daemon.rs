@@ -67,7 +67,7 @@ pub async fn run_with_routes(
         .context("building the HTTP client")?;
 
     let (commands, command_rx) = mpsc::channel::<Command>(crate::journal::writer::QUEUE);
-    let (live, _) = broadcast::channel(8192);
+    let (live, _) = broadcast::channel(settings.http.event_buffer);
     let forwarder_wake = Arc::new(Notify::new());
     let dispatcher_wake = Arc::new(Notify::new());
     let (ack_tx, ack_rx) = mpsc::unbounded_channel();
@@ -90,7 +90,7 @@ pub async fn run_with_routes(
 
     if settings.broker.embedded {
         // Before the MQTT source, so its first connection attempt finds the broker.
-        crate::broker::start(&settings.broker.listen, settings.limits.max_packet_bytes())
+        crate::broker::start_with(&settings.broker, settings.limits.max_packet_bytes())
             .await
             .context("starting the embedded MQTT broker")?;
     }
@@ -184,6 +184,7 @@ pub async fn run_with_routes(
         source: source_status,
         reader: Arc::new(Mutex::new(reader)),
         metrics,
+        guard: Arc::new(api::guard::Guard::new(&settings.http)),
     };
     let addr: SocketAddr = settings
         .http
@@ -195,7 +196,10 @@ pub async fn run_with_routes(
         .with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(url = %format!("http://{addr}/"), "status board and API listening");
     tasks.spawn(async move {
-        if let Err(e) = axum::serve(listener, api::router(state).merge(extra_routes)).await {
+        // With each client's address: failed token checks are limited per address.
+        let app = api::router(state).merge(extra_routes);
+        let service = app.into_make_service_with_connect_info::<SocketAddr>();
+        if let Err(e) = axum::serve(listener, service).await {
             tracing::error!(error = %e, "HTTP server stopped");
         }
     });

@@ -1,7 +1,9 @@
 //! The status board in a real headless Chromium (Debian's `chromium`), driven over the Chrome
 //! DevTools Protocol: the board loads while hydrowatch ingests readings from a real Mosquitto,
 //! a station changes colour when it crosses a stage without the page reloading, an alert's
-//! acknowledgement shows up live, and screenshots are saved under `target/` for people.
+//! acknowledgement shows up live, and screenshots are saved under `target/` for people. The
+//! board signs in with the read token once (a form, then a session cookie): every request the
+//! page makes is recorded from the DevTools protocol, and none carries the token in its URL.
 
 mod common;
 #[path = "support/receiver.rs"]
@@ -106,6 +108,8 @@ struct Chromium {
     ws: WebSocket<TcpStream>,
     next_id: u64,
     session: Option<String>,
+    /// Every URL the page requested (`Network.requestWillBeSent`), in order.
+    requests: Vec<String>,
 }
 
 fn chromium_binary() -> PathBuf {
@@ -188,6 +192,7 @@ impl Chromium {
             ws,
             next_id: 0,
             session: None,
+            requests: Vec::new(),
         }
     }
 
@@ -212,6 +217,11 @@ impl Chromium {
             let Message::Text(text) = frame else { continue };
             let answer: Value = serde_json::from_str(text.as_str()).expect("CDP sends JSON");
             if answer["id"].as_u64() != Some(id) {
+                if answer["method"] == "Network.requestWillBeSent" {
+                    let url = &answer["params"]["request"]["url"];
+                    self.requests
+                        .push(url.as_str().unwrap_or_default().to_string());
+                }
                 continue; // an event
             }
             if let Some(error) = answer.get("error") {
@@ -232,6 +242,7 @@ impl Chromium {
         self.session = Some(attached["sessionId"].as_str().expect("sessionId").into());
         self.call("Page.enable", json!({}));
         self.call("Runtime.enable", json!({}));
+        self.call("Network.enable", json!({}));
         self.call(
             "Emulation.setDeviceMetricsOverride",
             json!({"width": 1600, "height": 1000, "deviceScaleFactor": 1, "mobile": false}),
@@ -265,6 +276,32 @@ impl Chromium {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The board asks for the read token once; type it in and sign in.
+    fn sign_in(&mut self, token: &str) {
+        self.wait_for(
+            "the sign-in form",
+            "(() => { const f = document.getElementById('login'); return f ? !f.hidden : false })()",
+            |v| v == &json!(true),
+        );
+        self.eval(&format!(
+            "document.getElementById('login-token').value = {}; \
+             document.querySelector('#login button[type=submit]').click(); true",
+            json!(token)
+        ));
+        self.wait_for(
+            "the sign-in form to go away",
+            "document.getElementById('login').hidden",
+            |v| v == &json!(true),
+        );
+    }
+
+    /// Every URL the page has requested so far.
+    fn requested_urls(&mut self) -> Vec<String> {
+        // Events that came before this call's answer are read while waiting for it.
+        self.eval("true");
+        self.requests.clone()
     }
 
     fn screenshot(&mut self, path: &Path) {
@@ -349,10 +386,11 @@ async fn board_shows_a_stage_crossing_live_in_headless_chromium() {
     let mut browser = tokio::task::spawn_blocking(Chromium::launch)
         .await
         .expect("join");
-    let url = format!("{}/?token={READ_TOKEN}", hw.base_url());
+    let url = format!("{}/", hw.base_url());
     let row = row_state(MAIN);
     let (mut browser, first) = tokio::task::spawn_blocking(move || {
         browser.open(&url);
+        browser.sign_in(READ_TOKEN);
         let first = browser.wait_for("the station row in its normal colour", &row, |v| {
             v["severity"] == "normal"
         });
@@ -471,6 +509,22 @@ async fn board_shows_a_stage_crossing_live_in_headless_chromium() {
         );
         assert_eq!(browser.eval("window.__boardLoadId"), load_id_en.as_str());
         browser.screenshot(&shots.join("board-en.png"));
+
+        // The token never travelled in a URL: not on the page, not on the API, not on the
+        // event stream, which the page did open (live updates came through it).
+        let urls = browser.requested_urls();
+        for path in ["/api/v1/session", "/api/v1/stations", "/api/v1/events"] {
+            assert!(
+                urls.iter().any(|u| u.contains(path)),
+                "the page requested {path}: {urls:#?}"
+            );
+        }
+        for url in &urls {
+            assert!(
+                !url.contains(READ_TOKEN) && !url.contains("token="),
+                "a URL carries the read token: {url}"
+            );
+        }
     })
     .await
     .expect("join");
@@ -518,7 +572,7 @@ async fn board_lists_failed_notifications_in_headless_chromium() {
     let browser = tokio::task::spawn_blocking(Chromium::launch)
         .await
         .expect("join");
-    let url = format!("{}/?token={READ_TOKEN}", hw.base_url());
+    let url = format!("{}/", hw.base_url());
     let panel = "(() => { const p = document.getElementById('failed-panel');
         if (!p) return null;
         return { hidden: p.hidden, count: document.getElementById('failed-count').textContent,
@@ -527,6 +581,7 @@ async fn board_lists_failed_notifications_in_headless_chromium() {
     let (browser, empty) = tokio::task::spawn_blocking(move || {
         let mut browser = browser;
         browser.open(&url);
+        browser.sign_in(READ_TOKEN);
         let empty = browser.wait_for("the board with no failed notification", panel, |v| {
             v["rows"] == 1
         });
@@ -558,5 +613,77 @@ async fn board_lists_failed_notifications_in_headless_chromium() {
     for needle in ["横排头", "淠河东岸巡堤队", "webhook", "400", "1 次尝试"] {
         assert!(item.contains(needle), "{needle:?} missing from {item:?}");
     }
+    drop(hw);
+}
+
+/// A board whose event stream falls behind (a burst larger than `http.event_buffer`) gets
+/// `resync` and reloads its state: it shows the latest reading, not a stale one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn board_reloads_its_state_after_a_resync_in_headless_chromium() {
+    chromium_binary();
+    let mqtt = Mosquitto::start(false);
+    let config = HwConfig::new(&mqtt)
+        .client_id("hw-board-resync")
+        .http(&format!(r#"read_token = "{READ_TOKEN}""#))
+        .http("event_buffer = 2")
+        .body(&format!(
+            r#"[[stations]]
+id = "{MAIN}"
+name = "横排头"
+stages = {{ guard = 57.5, warning = 59.0 }}
+"#
+        ))
+        .build();
+    let hw = Hydrowatch::start_ready(&config, Duration::from_secs(30));
+    let now = now_s();
+    publish_all(mqtt.port(), vec![msg(MAIN, now - 7200, 55.0, None)]).await;
+
+    let browser = tokio::task::spawn_blocking(Chromium::launch)
+        .await
+        .expect("join");
+    let url = format!("{}/", hw.base_url());
+    let row = row_state(MAIN);
+    let state = "(() => ({ resyncs: window.__boardResyncs || 0, live: document.getElementById('conn').className }))()";
+    let browser = tokio::task::spawn_blocking(move || {
+        let mut browser = browser;
+        browser.open(&url);
+        browser.sign_in(READ_TOKEN);
+        browser.wait_for("the first reading", &row, |v| v["level"] == "55.00");
+        browser.wait_for("the live stream", state, |v| {
+            v["live"].as_str().is_some_and(|c| c.contains("up"))
+        });
+        browser
+    })
+    .await
+    .expect("join");
+
+    // 2,000 readings in one message: committed together, far more than the stream holds.
+    let readings: Vec<Value> = (0..2000)
+        .map(|i| json!({"time": now - 7000 + i, "level_m": 55.0 + i as f64 * 0.001}))
+        .collect();
+    publish_all(
+        mqtt.port(),
+        vec![(
+            format!("hydro/{MAIN}/data"),
+            json!({"station": MAIN, "readings": readings})
+                .to_string()
+                .into_bytes(),
+        )],
+    )
+    .await;
+    let row = row_state(MAIN);
+    tokio::task::spawn_blocking(move || {
+        let mut browser = browser;
+        let after = browser.wait_for("a resync", state, |v| v["resyncs"].as_u64() >= Some(1));
+        assert!(
+            after["live"].as_str().is_some_and(|c| c.contains("up")),
+            "{after}"
+        );
+        browser.wait_for("the latest reading after the resync", &row, |v| {
+            v["level"] == "57.00"
+        });
+    })
+    .await
+    .expect("join");
     drop(hw);
 }

@@ -185,6 +185,104 @@ fn an_sl323_csv_catalogue_is_imported_and_checked() {
 }
 
 #[test]
+fn an_embedded_broker_open_beyond_loopback_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("broker.toml");
+    let file = cfg.to_str().unwrap();
+    std::fs::write(
+        &cfg,
+        "[broker]\nembedded = true\nlisten = \"0.0.0.0:1883\"\ntls_listen = \"0.0.0.0:8883\"\n\
+         tls_cert_file = \"/nonexistent/broker.crt\"\ntls_key_file = \"/nonexistent/broker.key\"\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = hydrowatch(&["check-config", "-c", file]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    for line in [
+        format!("{file}: broker.listen: `0.0.0.0:1883` reaches beyond this machine and the broker has no users"),
+        format!("{file}: broker.tls_listen: `0.0.0.0:8883` reaches beyond this machine"),
+        format!("{file}: broker.tls_cert_file: cannot use /nonexistent/broker.crt"),
+    ] {
+        assert!(stderr.contains(&line), "missing `{line}` in:\n{stderr}");
+    }
+
+    // On loopback an open broker is fine (the demo); beyond it, users make it fine.
+    std::fs::write(
+        &cfg,
+        "[broker]\nembedded = true\nlisten = \"127.0.0.1:1883\"\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = hydrowatch(&["check-config", "-c", file]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    std::fs::write(
+        &cfg,
+        "[broker]\nembedded = true\nlisten = \"0.0.0.0:1883\"\nusername = \"gauges\"\npassword = \"\"\n\
+         users = [{ username = \"gauges\", password = \"x\" }]\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = hydrowatch(&["check-config", "-c", file]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{file}: broker.password: user `gauges` has an empty password"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{file}: broker.users[0].username: user `gauges` is listed twice"
+        )),
+        "{stderr}"
+    );
+    std::fs::write(
+        &cfg,
+        "[broker]\nembedded = true\nlisten = \"0.0.0.0:1883\"\nusername = \"gauges\"\npassword = \"s3cret\"\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = hydrowatch(&["check-config", "-c", file]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+}
+
+#[test]
+fn empty_and_shared_tokens_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("tokens.toml");
+    let file = cfg.to_str().unwrap();
+    std::fs::write(
+        &cfg,
+        r#"
+[http]
+read_token = "office-read"
+
+[[teams]]
+id = "east"
+token = ""
+
+[[teams]]
+id = "west"
+token = "same"
+
+[[teams]]
+id = "north"
+token = "same"
+
+[[teams]]
+id = "south"
+token = "office-read"
+"#,
+    )
+    .unwrap();
+    let (code, stdout, stderr) = hydrowatch(&["check-config", "-c", file]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    for line in [
+        format!("{file}: teams[east].token: is empty"),
+        format!("{file}: teams[north].token: is also team `west`'s token"),
+        format!("{file}: teams[south].token: is also http.read_token"),
+    ] {
+        assert!(stderr.contains(&line), "missing `{line}` in:\n{stderr}");
+    }
+}
+
+#[test]
 fn sl651_addresses_must_be_ten_hex_digits_and_unique_and_each_problem_names_its_station() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("rtus.toml");

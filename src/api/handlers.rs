@@ -3,18 +3,22 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use std::net::SocketAddr;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
-use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::{errors::BroadcastStreamRecvError, BroadcastStream};
 use tokio_stream::StreamExt;
 
-use super::{ApiError, AppState};
+use super::{guard, ApiError, AppState};
 use crate::alerts::{Alert, AlertEvent};
 use crate::config::{Stage, Station};
 use crate::journal::{self, writer::Command};
@@ -389,27 +393,39 @@ pub async fn alert(
 
 /// `POST /api/v1/alerts/{id}/ack` with `Authorization: Bearer <team token>`. 401 without a
 /// valid team token; 403 when the token's team is not paged for this alert; 404 when no
-/// open alert has that id; 409 when it is already acknowledged.
+/// open alert has that id; 409 when it is already acknowledged; 429 after too many 401s and
+/// 403s from the same address (see [`guard`]).
 pub async fn acknowledge(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
+) -> Response {
+    let peer = guard::peer_ip(peer);
+    if let Some(limited) = state.guard.limited(peer) {
+        return limited;
+    }
+    let answer = acknowledge_as(&state, id, &headers).await;
+    if let Err(e) = &answer {
+        if matches!(e.status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+            state.guard.failed(peer);
+        }
+    }
+    answer.into_response()
+}
+
+async fn acknowledge_as(
+    state: &AppState,
+    id: String,
+    headers: &HeaderMap,
 ) -> Result<Json<AlertEvent>, ApiError> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "acknowledging needs `Authorization: Bearer <team token>`",
-            )
-        })?;
-    let team = state
-        .settings
-        .teams
-        .iter()
-        .find(|t| t.token.as_deref() == Some(token))
+    let token = guard::bearer(headers).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "acknowledging needs `Authorization: Bearer <team token>`",
+        )
+    })?;
+    let team = crate::config::team_by_token(&state.settings.teams, token)
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "that token belongs to no team"))?;
     // Which teams may acknowledge (the station's, those its stages add, and those an
     // unanswered alert escalated to) is decided by the journal writer, which knows the pages.
@@ -628,18 +644,96 @@ pub async fn notifications(
     ))
 }
 
-/// `GET /api/v1/events`: server-sent events `reading` and `alert` as they are committed.
+/// `GET /api/v1/events`: server-sent events `reading` and `alert` as they are committed. At
+/// most `http.max_event_streams` at once (503 beyond). A client that falls further behind
+/// than `http.event_buffer` updates gets `resync` (`{"missed": n}`) instead of the updates it
+/// missed: it must reload its state, never believe it saw every alert.
 pub async fn events(
     State(state): State<AppState>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let stream = BroadcastStream::new(state.live.subscribe()).filter_map(|item| {
-        let live = item.ok()?;
-        let kind = match &live {
-            crate::journal::writer::Live::Reading(_) => "reading",
-            crate::journal::writer::Live::Alert(_) => "alert",
-        };
-        let data = serde_json::to_string(&live).ok()?;
-        Some(Ok(Event::default().event(kind).data(data)))
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let slot = state
+        .guard
+        .event_streams
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many event streams are open; try again later",
+            )
+        })?;
+    let stream = BroadcastStream::new(state.live.subscribe()).filter_map(move |item| {
+        // The stream holds its slot until the client goes away.
+        let _slot = &slot;
+        match item {
+            Ok(live) => {
+                let kind = match &live {
+                    crate::journal::writer::Live::Reading(_) => "reading",
+                    crate::journal::writer::Live::Alert(_) => "alert",
+                };
+                let data = serde_json::to_string(&live).ok()?;
+                Some(Ok(Event::default().event(kind).data(data)))
+            }
+            Err(BroadcastStreamRecvError::Lagged(missed)) => {
+                tracing::debug!(missed, "an event stream fell behind: resync");
+                Some(Ok(Event::default()
+                    .event("resync")
+                    .data(serde_json::json!({ "missed": missed }).to_string())))
+            }
+        }
     });
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+#[derive(Deserialize)]
+pub struct Login {
+    pub token: String,
+}
+
+/// `POST /api/v1/session` with `{"token": "<read token>"}`: sets the board's session cookie
+/// (`HttpOnly`, `SameSite=Strict`), so that no URL ever carries the token. 401 for a wrong
+/// token (counted like a failed acknowledgement), 404 when no read token is configured.
+pub async fn login(
+    State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    body: Bytes,
+) -> Response {
+    let peer = guard::peer_ip(peer);
+    if let Some(limited) = state.guard.limited(peer) {
+        return limited;
+    }
+    let Some(expected) = &state.settings.http.read_token else {
+        return ApiError::not_found("no read token is configured: reads are open").into_response();
+    };
+    let login: Login = match serde_json::from_slice(&body) {
+        Ok(l) => l,
+        Err(_) => {
+            return ApiError::bad_request("send {\"token\": \"<read token>\"}").into_response()
+        }
+    };
+    if !crate::config::same_secret(&login.token, expected) {
+        state.guard.failed(peer);
+        return ApiError::new(StatusCode::UNAUTHORIZED, "that is not the read token")
+            .into_response();
+    }
+    let secure = state
+        .settings
+        .http
+        .public_url
+        .as_deref()
+        .is_some_and(|u| u.starts_with("https://"));
+    (
+        StatusCode::NO_CONTENT,
+        [(header::SET_COOKIE, guard::session_cookie(expected, secure))],
+    )
+        .into_response()
+}
+
+/// `DELETE /api/v1/session`: ends the board's session in this browser.
+pub async fn logout() -> Response {
+    (
+        StatusCode::NO_CONTENT,
+        [(header::SET_COOKIE, guard::expired_cookie())],
+    )
+        .into_response()
 }

@@ -6,18 +6,20 @@
 //! writer like everything else.
 
 mod board;
+pub mod guard;
 mod handlers;
 pub mod openapi;
 
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use rusqlite::Connection;
 use serde::Serialize;
@@ -37,6 +39,8 @@ pub struct AppState {
     pub source: Arc<SourceStatus>,
     pub reader: Arc<Mutex<Connection>>,
     pub metrics: Option<PrometheusHandle>,
+    /// Rate limits, event stream slots: see [`guard`].
+    pub guard: Arc<guard::Guard>,
 }
 
 /// A JSON error body with the HTTP status it goes with.
@@ -92,14 +96,24 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/notifications", get(handlers::notifications))
         .route("/api/v1/events", get(handlers::events))
         .route_layer(middleware::from_fn_with_state(state.clone(), read_access));
+    let metrics = Router::new().route("/metrics", get(metrics_text));
+    let metrics = if state.settings.http.metrics_need_token {
+        metrics.route_layer(middleware::from_fn_with_state(state.clone(), read_access))
+    } else {
+        metrics
+    };
     Router::new()
         .route("/", get(board::page))
         .route("/assets/{name}", get(board::asset))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
         .route("/api/v1/openapi.json", get(openapi::document))
         .route("/api/v1/alerts/{id}/ack", post(handlers::acknowledge))
+        .route(
+            "/api/v1/session",
+            post(handlers::login).delete(handlers::logout),
+        )
+        .merge(metrics)
         .merge(reads)
         .fallback(|| async { ApiError::not_found("no such route") })
         .with_state(state)
@@ -139,30 +153,32 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
     }
 }
 
-/// With `http.read_token` set, reads need `Authorization: Bearer <token>` (or `?token=` for
-/// EventSource, which cannot set headers). Without it, reads are open: the office network.
-async fn read_access(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(expected) = &state.settings.http.read_token else {
+/// With `http.read_token` set, reads need `Authorization: Bearer <token>` or the board's
+/// session cookie (and `?token=` only with `http.legacy_query_token`). Without it, reads are
+/// open: the office network. A wrong token counts against the client's address.
+async fn read_access(
+    State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let http = &state.settings.http;
+    let Some(expected) = &http.read_token else {
         return next.run(request).await;
     };
-    let header_token = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_string);
-    let query_token = request.uri().query().and_then(|q| {
-        q.split('&')
-            .find_map(|kv| kv.strip_prefix("token="))
-            .map(|t| {
-                urlencoding::decode(t)
-                    .map(|c| c.into_owned())
-                    .unwrap_or_default()
-            })
-    });
-    if header_token.or(query_token).as_deref() == Some(expected.as_str()) {
-        next.run(request).await
-    } else {
-        ApiError::new(StatusCode::UNAUTHORIZED, "reads need the read token").into_response()
+    let peer = guard::peer_ip(peer);
+    if guard::presents_token(http, request.headers(), request.uri()) {
+        if let Some(limited) = state.guard.limited(peer) {
+            return limited;
+        }
+    }
+    match guard::read_access(http, expected, request.headers(), request.uri()) {
+        guard::ReadAccess::Granted => next.run(request).await,
+        outcome => {
+            if outcome == guard::ReadAccess::Wrong {
+                state.guard.failed(peer);
+            }
+            ApiError::new(StatusCode::UNAUTHORIZED, "reads need the read token").into_response()
+        }
     }
 }

@@ -110,13 +110,62 @@ pub struct HttpSettings {
     pub listen: String,
     pub read_token: Option<String>,
     pub public_url: Option<String>,
+    /// Also accept the read token as `?token=` (off by default: URLs land in logs).
+    pub legacy_query_token: bool,
+    /// `/metrics` needs the read token (when one is set).
+    pub metrics_need_token: bool,
+    /// Most event streams open at once.
+    pub max_event_streams: usize,
+    /// Live updates a slow event stream may fall behind by before it gets `resync`.
+    pub event_buffer: usize,
+    /// Failed token checks from one address within `failed_auth_window` before 429.
+    pub max_failed_auth: u32,
+    pub failed_auth_window: Duration,
 }
 
 /// The embedded MQTT broker.
 #[derive(Debug, Clone)]
 pub struct BrokerSettings {
     pub embedded: bool,
+    /// The plain MQTT listener.
     pub listen: String,
+    /// Who may connect; empty means anyone (allowed on loopback only).
+    pub users: Vec<BrokerUser>,
+    /// A TLS listener in front of the plain one.
+    pub tls: Option<BrokerTls>,
+}
+
+/// A username and password the embedded broker accepts.
+#[derive(Clone)]
+pub struct BrokerUser {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for BrokerUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerUser")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The embedded broker's TLS listener: a certificate chain and its key, PEM files.
+#[derive(Debug, Clone)]
+pub struct BrokerTls {
+    pub listen: String,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+/// Whether two secrets are equal, in time that depends on neither: both are hashed first, so
+/// not even a length is compared early, then the digests are compared in constant time.
+pub fn same_secret(presented: &str, expected: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    use subtle::ConstantTimeEq;
+    let a = Sha256::digest(presented.as_bytes());
+    let b = Sha256::digest(expected.as_bytes());
+    a.ct_eq(&b).into()
 }
 
 /// Settings shared by every station's rules.
@@ -258,6 +307,24 @@ pub struct Team {
     pub language: Language,
 }
 
+impl Team {
+    /// Whether `presented` is this team's token (constant time).
+    pub fn holds_token(&self, presented: &str) -> bool {
+        self.token
+            .as_deref()
+            .is_some_and(|t| same_secret(presented, t))
+    }
+}
+
+/// The team whose token `presented` is. Every team's token is compared, each in constant
+/// time, so the answer's timing says nothing about which team came close.
+pub fn team_by_token<'a>(teams: &'a [Team], presented: &str) -> Option<&'a Team> {
+    teams.iter().fold(None, |found, t| {
+        let matches = t.holds_token(presented);
+        found.or(matches.then_some(t))
+    })
+}
+
 /// A team member.
 #[derive(Debug, Clone)]
 pub struct Member {
@@ -373,4 +440,52 @@ pub fn valid_channel_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b':'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn team(id: &str, token: Option<&str>) -> Team {
+        Team {
+            id: id.into(),
+            name: id.into(),
+            token: token.map(str::to_string),
+            members: Vec::new(),
+            channels: Vec::new(),
+            escalation: Vec::new(),
+            renotify: None,
+            language: Language::Chinese,
+        }
+    }
+
+    #[test]
+    fn secrets_match_exactly() {
+        assert!(same_secret("east-token", "east-token"));
+        assert!(!same_secret("east-token", "east-toke"));
+        assert!(!same_secret("east-token ", "east-token"));
+        assert!(!same_secret("", "east-token"));
+    }
+
+    #[test]
+    fn a_token_finds_its_team_and_no_other() {
+        let teams = [
+            team("none", None),
+            team("east", Some("east-token")),
+            team("west", Some("west-token")),
+        ];
+        assert_eq!(
+            team_by_token(&teams, "west-token").map(|t| t.id.as_str()),
+            Some("west")
+        );
+        assert_eq!(
+            team_by_token(&teams, "east-token").map(|t| t.id.as_str()),
+            Some("east")
+        );
+        assert!(
+            team_by_token(&teams, "").is_none(),
+            "a team without a token holds no empty one"
+        );
+        assert!(team_by_token(&teams, "guess").is_none());
+    }
 }

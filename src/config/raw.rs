@@ -112,6 +112,18 @@ pub struct RawHttp {
     pub read_token_file: Option<String>,
     /// Base URL people use to reach the board, for acknowledgement links in messages.
     pub public_url: Option<String>,
+    /// Accept the read token in `?token=` as well (old board links; it lands in logs).
+    pub legacy_query_token: Option<bool>,
+    /// `/metrics` needs the read token too.
+    pub metrics_need_token: Option<bool>,
+    /// Most `/api/v1/events` streams open at once; more are answered 503.
+    pub max_event_streams: Option<usize>,
+    /// Live updates held for a slow event stream before it is told to `resync`.
+    pub event_buffer: Option<usize>,
+    /// Failed acknowledgements or logins (401/403) from one address before 429.
+    pub max_failed_auth: Option<u32>,
+    /// The window those failures are counted in.
+    pub failed_auth_window: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -120,6 +132,25 @@ pub struct RawBroker {
     #[serde(default)]
     pub embedded: bool,
     pub listen: Option<String>,
+    /// One user, written inline; `users` holds more.
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub password_file: Option<String>,
+    #[serde(default)]
+    pub users: Vec<RawBrokerUser>,
+    /// A TLS listener in front of the broker (`tls_cert_file`, `tls_key_file`: PEM).
+    pub tls_listen: Option<String>,
+    pub tls_cert_file: Option<String>,
+    pub tls_key_file: Option<String>,
+}
+
+/// A user of the embedded broker.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBrokerUser {
+    pub username: String,
+    pub password: Option<String>,
+    pub password_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -66,7 +66,7 @@ impl Ctx<'_> {
     }
 }
 
-pub(super) fn validate(raw: RawSettings, origins: &Origins) -> Result<Settings, Vec<Problem>> {
+pub(super) fn validate(mut raw: RawSettings, origins: &Origins) -> Result<Settings, Vec<Problem>> {
     let mut cx = Ctx {
         origins,
         problems: Vec::new(),
@@ -82,8 +82,8 @@ pub(super) fn validate(raw: RawSettings, origins: &Origins) -> Result<Settings, 
         }),
     };
     let read_token = secret(
-        raw.http.read_token,
-        raw.http.read_token_file,
+        raw.http.read_token.take(),
+        raw.http.read_token_file.take(),
         "http.read_token",
         origins.section("http"),
         &mut cx.problems,
@@ -98,18 +98,23 @@ pub(super) fn validate(raw: RawSettings, origins: &Origins) -> Result<Settings, 
             ),
         );
     }
-    let http = HttpSettings {
-        listen: raw.http.listen,
-        read_token,
-        public_url: raw.http.public_url,
-    };
-    let broker = BrokerSettings {
-        embedded: raw.broker.embedded,
-        listen: raw
-            .broker
-            .listen
-            .unwrap_or_else(|| format!("{}:{}", mqtt.host, mqtt.port)),
-    };
+    if read_token.as_deref() == Some("") {
+        cx.section(
+            "http",
+            "read_token",
+            "is empty: leave it out for open reads",
+        );
+    }
+    let http = http(&mut cx, raw.http, read_token);
+    let broker = broker(&mut cx, raw.broker, &mqtt);
+    let mut mqtt = mqtt;
+    if broker.embedded && mqtt.username.is_none() {
+        // hydrowatch's own source is a client of the embedded broker like any gauge.
+        if let Some(user) = broker.users.first() {
+            mqtt.username = Some(user.username.clone());
+            mqtt.password = Some(user.password.clone());
+        }
+    }
     let rules = rules(&mut cx, &raw.rules);
     let limits = Limits {
         max_payload_bytes: raw.limits.max_payload_bytes,
@@ -143,6 +148,37 @@ pub(super) fn validate(raw: RawSettings, origins: &Origins) -> Result<Settings, 
         .into_iter()
         .map(|t| team(&mut cx, t, &team_ids))
         .collect();
+
+    for (i, t) in teams.iter().enumerate() {
+        let Some(token) = &t.token else { continue };
+        if token.trim().is_empty() {
+            cx.team(
+                &t.id,
+                "token",
+                "is empty: anyone could acknowledge this team's alerts",
+            );
+        } else if let Some(other) = teams[..i].iter().find(|o| o.holds_token(token)) {
+            cx.team(
+                &t.id,
+                "token",
+                format!(
+                    "is also team `{}`'s token: an acknowledgement must name one team",
+                    other.id
+                ),
+            );
+        }
+        if http
+            .read_token
+            .as_deref()
+            .is_some_and(|r| crate::config::same_secret(token, r))
+        {
+            cx.team(
+                &t.id,
+                "token",
+                "is also http.read_token: whoever may read could acknowledge",
+            );
+        }
+    }
 
     let default_rain = raw.rules.rain.clone();
     let default_dry = raw.rules.dry_spell.clone();
@@ -209,6 +245,178 @@ pub(super) fn validate(raw: RawSettings, origins: &Origins) -> Result<Settings, 
         })
     } else {
         Err(cx.problems)
+    }
+}
+
+fn http(cx: &mut Ctx, raw: super::raw::RawHttp, read_token: Option<String>) -> HttpSettings {
+    let failed_auth_window = match &raw.failed_auth_window {
+        Some(t) => cx.duration(t, |c, m| c.section("http", "failed_auth_window", m)),
+        None => Duration::from_secs(600),
+    };
+    let max_event_streams = raw.max_event_streams.unwrap_or(64);
+    if max_event_streams == 0 {
+        cx.section("http", "max_event_streams", "must be at least 1");
+    }
+    let event_buffer = raw.event_buffer.unwrap_or(8192);
+    if event_buffer == 0 {
+        cx.section("http", "event_buffer", "must be at least 1");
+    }
+    let max_failed_auth = raw.max_failed_auth.unwrap_or(10);
+    if max_failed_auth == 0 {
+        cx.section("http", "max_failed_auth", "must be at least 1");
+    }
+    HttpSettings {
+        listen: raw.listen,
+        read_token,
+        public_url: raw.public_url,
+        legacy_query_token: raw.legacy_query_token.unwrap_or(false),
+        metrics_need_token: raw.metrics_need_token.unwrap_or(false),
+        max_event_streams,
+        event_buffer,
+        max_failed_auth,
+        failed_auth_window,
+    }
+}
+
+/// Whether `listen` stays on this machine. An unparsable address is reported elsewhere.
+fn loopback_only(listen: &str) -> bool {
+    listen
+        .parse::<std::net::SocketAddr>()
+        .map(|a| a.ip().is_loopback())
+        .unwrap_or(true)
+}
+
+fn broker(cx: &mut Ctx, raw: super::raw::RawBroker, mqtt: &MqttSettings) -> BrokerSettings {
+    let origin = cx.origins.section("broker");
+    let mut users = Vec::new();
+    if let Some(username) = raw.username {
+        let password = secret(
+            raw.password,
+            raw.password_file,
+            "broker.password",
+            origin.clone(),
+            &mut cx.problems,
+        );
+        users.push((username, password, "broker.password".to_string()));
+    } else if raw.password.is_some() || raw.password_file.is_some() {
+        cx.section("broker", "username", "a password needs a username");
+    }
+    for (i, u) in raw.users.into_iter().enumerate() {
+        let key = format!("broker.users[{i}].password");
+        let password = secret(
+            u.password,
+            u.password_file,
+            &key,
+            origin.clone(),
+            &mut cx.problems,
+        );
+        users.push((u.username, password, key));
+    }
+    let mut checked: Vec<BrokerUser> = Vec::new();
+    let mut seen = HashSet::new();
+    for (username, password, key) in users {
+        let key = key.trim_start_matches("broker.").to_string();
+        if username.is_empty() {
+            cx.section("broker", &key.replace("password", "username"), "is empty");
+            continue;
+        }
+        if !seen.insert(username.clone()) {
+            cx.section(
+                "broker",
+                &key.replace("password", "username"),
+                format!("user `{username}` is listed twice"),
+            );
+            continue;
+        }
+        match password {
+            Some(p) if !p.is_empty() => checked.push(BrokerUser {
+                username,
+                password: p,
+            }),
+            Some(_) => cx.section(
+                "broker",
+                &key,
+                format!("user `{username}` has an empty password"),
+            ),
+            None => cx.section(
+                "broker",
+                &key,
+                format!("user `{username}` needs a password (or password_file)"),
+            ),
+        }
+    }
+    let listen = raw
+        .listen
+        .unwrap_or_else(|| format!("{}:{}", mqtt.host, mqtt.port));
+    let tls = match (raw.tls_listen, raw.tls_cert_file, raw.tls_key_file) {
+        (None, None, None) => None,
+        (Some(tls_listen), Some(cert), Some(key)) => Some(BrokerTls {
+            listen: tls_listen,
+            cert_file: PathBuf::from(cert),
+            key_file: PathBuf::from(key),
+        }),
+        (None, _, _) => {
+            cx.section(
+                "broker",
+                "tls_listen",
+                "TLS files need a listener, e.g. \"0.0.0.0:8883\"",
+            );
+            None
+        }
+        (Some(_), None, _) => {
+            cx.section(
+                "broker",
+                "tls_cert_file",
+                "a TLS listener needs a certificate (PEM)",
+            );
+            None
+        }
+        (Some(_), Some(_), None) => {
+            cx.section(
+                "broker",
+                "tls_key_file",
+                "a TLS listener needs the certificate's key (PEM)",
+            );
+            None
+        }
+    };
+    if raw.embedded {
+        for (key, address) in std::iter::once(("listen", &listen))
+            .chain(tls.as_ref().map(|t| ("tls_listen", &t.listen)))
+        {
+            if address.parse::<std::net::SocketAddr>().is_err() {
+                cx.section(
+                    "broker",
+                    key,
+                    format!("`{address}` is not an address like 127.0.0.1:1883"),
+                );
+            } else if checked.is_empty() && !loopback_only(address) {
+                cx.section(
+                    "broker",
+                    key,
+                    format!(
+                        "`{address}` reaches beyond this machine and the broker has no users: \
+                         anyone could publish readings. Set broker.username and \
+                         broker.password (or password_file), or listen on 127.0.0.1"
+                    ),
+                );
+            }
+        }
+        if let Some(t) = &tls {
+            if let Err(e) = crate::broker::tls_acceptor(&t.cert_file, &t.key_file) {
+                let key = match e {
+                    crate::broker::BrokerError::TlsKey(..) => "tls_key_file",
+                    _ => "tls_cert_file",
+                };
+                cx.section("broker", key, e.to_string());
+            }
+        }
+    }
+    BrokerSettings {
+        embedded: raw.embedded,
+        listen,
+        users: checked,
+        tls,
     }
 }
 

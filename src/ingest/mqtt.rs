@@ -398,7 +398,7 @@ fn mqtt_acknowledgement(
     })?;
     let authorized = settings
         .team(&ack.team)
-        .is_some_and(|t| t.token.as_deref() == Some(ack.token.as_str()));
+        .is_some_and(|t| t.holds_token(&ack.token));
     if !authorized {
         return Err(Rejection {
             cause: Cause::Unauthorized,

@@ -8,10 +8,10 @@
   // without a reload.
   window.__boardLoadId = Math.random().toString(36).slice(2) + Date.now().toString(36);
 
-  // With `http.read_token` configured, open the board as /?token=...; the token is sent as a
-  // Bearer header on fetch and as ?token= on EventSource (which cannot set headers).
-  var params = new URLSearchParams(location.search);
-  var TOKEN = params.get("token") || "";
+  // With `http.read_token` configured, the board asks for the token once and exchanges it
+  // (POST /api/v1/session, in the body) for an HttpOnly, SameSite=Strict session cookie,
+  // which fetch and EventSource send by themselves. The token never goes into a URL, where
+  // server and proxy logs would keep it.
 
   var TEXT = {
     zh: {
@@ -22,7 +22,9 @@
       open_alerts: "未解除告警", no_alerts: "无未解除告警", normal: "正常", nodata: "无数据",
       offline: "离线", maintenance: "维护", acked_by: "已确认：", not_acked: "未确认",
       since: "开始于", level: "水位", rain: "雨量", hours: "小时", minutes: "分钟",
-      to: "距", about: "约", unauthorized: "需要读取令牌：请用 /?token=… 打开看板",
+      to: "距", about: "约", unauthorized: "需要读取令牌：请在上方输入",
+      login_label: "读取令牌", login_button: "登录", login_failed: "令牌不正确",
+      login_limited: "失败次数过多，请稍后再试",
       load_failed: "加载失败：", stations_over: "超", stations_count: "站", all_normal: "全部正常",
       hydrograph: "水位过程线", no_series: "该时段无数据", pick: "点击站点查看水位过程线",
       value: "值", threshold: "阈值", team: "责任队伍", deliveries: "演示巡堤队收到的通知",
@@ -36,7 +38,9 @@
       open_alerts: "Open alerts", no_alerts: "No open alerts", normal: "normal", nodata: "no data",
       offline: "offline", maintenance: "maintenance", acked_by: "acknowledged by ", not_acked: "not acknowledged",
       since: "since", level: "Level", rain: "Rain", hours: "h", minutes: "min",
-      to: "to ", about: "≈", unauthorized: "A read token is needed: open the board as /?token=…",
+      to: "to ", about: "≈", unauthorized: "A read token is needed: enter it above",
+      login_label: "Read token", login_button: "Sign in", login_failed: "That is not the read token",
+      login_limited: "Too many failed attempts; try again later",
       load_failed: "Loading failed: ", stations_over: "≥", stations_count: "", all_normal: "all normal",
       hydrograph: "Hydrograph", no_series: "no readings in this period", pick: "Click a station for its hydrograph",
       value: "value", threshold: "threshold", team: "team",
@@ -116,17 +120,25 @@
 
   // ---- data ----------------------------------------------------------------------------
 
+  var signIns = 0; // successful sign-ins on this page so far
+
   function api(path) {
     var headers = { Accept: "application/json" };
-    if (TOKEN) headers.Authorization = "Bearer " + TOKEN;
-    return fetch(path, { headers: headers, cache: "no-store" }).then(function (r) {
-      if (r.status === 401) throw new Error(t("unauthorized"));
+    // A request sent before the last sign-in went without the cookie: its 401 is stale.
+    var asked = signIns;
+    return fetch(path, { headers: headers, cache: "no-store", credentials: "same-origin" }).then(function (r) {
+      if (r.status === 401) {
+        var e = new Error(t("unauthorized"));
+        if (asked === signIns) showLogin(); else e.stale = true;
+        throw e;
+      }
       if (!r.ok) return r.json().then(function (b) { throw new Error(b.error || r.statusText); });
       return r.json();
     });
   }
 
   function showError(e) {
+    if (e && e.stale) return;
     var p = document.getElementById("error");
     if (!e) { p.hidden = true; return; }
     p.hidden = false;
@@ -514,12 +526,66 @@
     c.textContent = up ? "● " + t("live") : "○ " + t("disconnected");
   }
 
+  // ---- sign-in (only when the server has a read token) -----------------------------------
+
+  var needLogin = false;
+  function showLogin() {
+    if (needLogin) return;
+    needLogin = true;
+    var form = document.getElementById("login");
+    form.hidden = false;
+    document.getElementById("login-token").focus();
+  }
+
+  document.getElementById("login").addEventListener("submit", function (e) {
+    e.preventDefault();
+    var input = document.getElementById("login-token");
+    var message = document.getElementById("login-error");
+    fetch("/api/v1/session", {
+      method: "POST", credentials: "same-origin", cache: "no-store",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ token: input.value })
+    }).then(function (r) {
+      if (r.status === 204) {
+        signIns++;
+        input.value = "";
+        message.textContent = "";
+        document.getElementById("login").hidden = true;
+        needLogin = false;
+        refresh();
+        connect();
+      } else {
+        message.textContent = t(r.status === 429 ? "login_limited" : "login_failed");
+      }
+    }, function (err) { message.textContent = t("load_failed") + err.message; });
+  });
+
+  var source = null;
+  var retryTimer = null;
   function connect() {
-    var url = "/api/v1/events" + (TOKEN ? "?token=" + encodeURIComponent(TOKEN) : "");
-    var source = new EventSource(url);
+    if (source) source.close();
+    if (retryTimer) { clearTimeout(retryTimer); retryTimer = null; }
+    source = new EventSource("/api/v1/events");
+    var mine = source;
     // After every (re)connection, catch up on what was missed.
     source.addEventListener("open", function () { setConn(true); refresh(); if (selected) seriesSoon(); });
-    source.addEventListener("error", function () { setConn(false); });
+    source.addEventListener("error", function () {
+      setConn(false);
+      // A refusal (401 without a session, 503 when too many streams are open) ends an
+      // EventSource for good; find out why, and try again unless a sign-in is needed.
+      if (mine.readyState === EventSource.CLOSED && source === mine) {
+        refresh().then(function () {
+          if (!needLogin && source === mine) retryTimer = setTimeout(connect, 5000);
+        });
+      }
+    });
+    // The server could not keep up with this board (it fell too far behind the live
+    // stream): updates were skipped, so reload everything rather than trust what is shown.
+    source.addEventListener("resync", function () {
+      window.__boardResyncs = (window.__boardResyncs || 0) + 1;
+      refresh();
+      if (selected) seriesSoon();
+    });
     source.addEventListener("reading", function (e) {
       var r;
       try { r = JSON.parse(e.data); } catch (err) { return; }
