@@ -24,12 +24,10 @@ use tokio::sync::{broadcast, mpsc, Notify};
 use crate::api::{self, AppState};
 use crate::config::Settings;
 use crate::ingest::mqtt::{self, SourceStatus};
-use crate::journal::{
-    self,
-    writer::{Command, Hooks, Shared, Writer},
-};
+use crate::journal;
 use crate::notify::dispatch::Dispatcher;
 use crate::sink::Forwarder;
+use crate::writer::{Command, Hooks, Shared, Writer};
 
 /// How often wall-clock rules (offline stations, escalation timers) are checked.
 const TICK: Duration = Duration::from_secs(2);
@@ -66,7 +64,7 @@ pub async fn run_with_routes(
         .build()
         .context("building the HTTP client")?;
 
-    let (commands, command_rx) = mpsc::channel::<Command>(crate::journal::writer::QUEUE);
+    let (commands, command_rx) = mpsc::channel::<Command>(crate::writer::QUEUE);
     let (live, _) = broadcast::channel(settings.http.event_buffer);
     let forwarder_wake = Arc::new(Notify::new());
     let dispatcher_wake = Arc::new(Notify::new());
@@ -94,7 +92,7 @@ pub async fn run_with_routes(
             .await
             .context("starting the embedded MQTT broker")?;
     }
-    let (client, eventloop) = mqtt::client(&settings)?;
+    let (client, eventloop) = crate::broker::client(&settings)?;
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(mqtt::run(
         eventloop,

@@ -35,3 +35,5 @@ pub mod shutdown;
 pub mod sim;
 pub mod sink;
 pub mod sl651;
+pub mod tls;
+pub mod writer;

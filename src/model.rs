@@ -122,3 +122,82 @@ impl RefusedPayload {
         }
     }
 }
+
+/// Why a message was dead-lettered. `cause` is a short stable label for metrics and logs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    pub cause: Cause,
+    pub detail: String,
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.cause.as_str(), self.detail)
+    }
+}
+
+/// The kinds of bad message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Cause {
+    TooLarge,
+    NotJson,
+    BadShape,
+    TooManyReadings,
+    UnknownStation,
+    StationMismatch,
+    MissingTime,
+    BadTime,
+    FutureTime,
+    BadValue,
+    NoElement,
+    /// An acknowledgement on the MQTT ack topic with a wrong team token.
+    Unauthorized,
+    /// The message decoded, but the journal refused to store it even on its own (a fault of
+    /// hydrowatch's, isolated so that it cannot hold back the messages behind it).
+    Unstorable,
+    /// An SL 651 frame refused by the protocol module, with its stable label (`crc`,
+    /// `unknown_station`, `truncated`...: the SL 651 protocol module's causes).
+    Sl651(&'static str),
+}
+
+impl Cause {
+    /// Stable label used in metrics (`cause="..."`) and in the journal.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::TooLarge => "too_large",
+            Cause::NotJson => "not_json",
+            Cause::BadShape => "bad_shape",
+            Cause::TooManyReadings => "too_many_readings",
+            Cause::UnknownStation => "unknown_station",
+            Cause::StationMismatch => "station_mismatch",
+            Cause::MissingTime => "missing_time",
+            Cause::BadTime => "bad_time",
+            Cause::FutureTime => "future_time",
+            Cause::BadValue => "bad_value",
+            Cause::NoElement => "no_element",
+            Cause::Unauthorized => "unauthorized",
+            Cause::Unstorable => "unstorable",
+            Cause::Sl651(cause) => cause,
+        }
+    }
+}
+
+/// A committed message to acknowledge, tagged with the connection it arrived on: an
+/// acknowledgement must never reach a later connection, where the same packet id may name
+/// a different, uncommitted message.
+pub struct AckToken {
+    pub connection: u64,
+    pub publish: rumqttc::Publish,
+}
+
+impl AckToken {
+    /// Keeps only what an acknowledgement needs (packet id and QoS): the payload shares the
+    /// network read buffer, and holding it until the commit would pin that whole buffer.
+    pub fn new(connection: u64, mut publish: rumqttc::Publish) -> AckToken {
+        publish.payload = Default::default();
+        AckToken {
+            connection,
+            publish,
+        }
+    }
+}

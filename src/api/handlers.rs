@@ -21,10 +21,11 @@ use tokio_stream::StreamExt;
 use super::{guard, ApiError, AppState};
 use crate::alerts::{Alert, AlertEvent};
 use crate::config::{Stage, Station};
-use crate::journal::{self, writer::Command};
+use crate::journal;
 use crate::model::{format_time, now_millis, Millis, Reading};
 use crate::notify::outbox;
 use crate::rules::{AckError, StationStatus};
+use crate::writer::Command;
 
 /// Most points a series returns before it is downsampled.
 const MAX_POINTS: usize = 2000;
@@ -668,8 +669,8 @@ pub async fn events(
         match item {
             Ok(live) => {
                 let kind = match &live {
-                    crate::journal::writer::Live::Reading(_) => "reading",
-                    crate::journal::writer::Live::Alert(_) => "alert",
+                    crate::writer::Live::Reading(_) => "reading",
+                    crate::writer::Live::Alert(_) => "alert",
                 };
                 let data = serde_json::to_string(&live).ok()?;
                 Some(Ok(Event::default().event(kind).data(data)))

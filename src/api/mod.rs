@@ -27,7 +27,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::config::Settings;
 use crate::ingest::mqtt::SourceStatus;
-use crate::journal::writer::{Command, Live, Shared};
+use crate::writer::{Command, Live, Shared};
 
 /// Everything a handler may need.
 #[derive(Clone)]

@@ -19,11 +19,14 @@
 //! unacknowledged QoS 1 publishes are recovered only because the gauge re-sends them after
 //! reconnecting. For sites that need a broker that outlives hydrowatch, run Mosquitto.
 
+pub mod client;
+
+pub use client::{client, SourceError};
+
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use std::path::Path;
 use std::sync::Arc;
 
 use rumqttd::{Config, ConnectionSettings, RouterConfig, ServerSettings};
@@ -54,10 +57,8 @@ pub enum BrokerError {
     TlsListen(String),
     #[error("cannot listen on {0} for the embedded broker's TLS: {1}")]
     TlsInUse(SocketAddr, std::io::Error),
-    #[error("cannot use {0} as the broker's certificate: {1}")]
-    TlsCertificate(String, String),
-    #[error("cannot use {0} as the broker's private key: {1}")]
-    TlsKey(String, String),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// A running embedded broker. It runs until the process exits: rumqttd has no shutdown.
@@ -143,7 +144,7 @@ pub async fn start_with(
                 .listen
                 .parse()
                 .map_err(|_| BrokerError::TlsListen(t.listen.clone()))?;
-            let acceptor = tls_acceptor(&t.cert_file, &t.key_file)?;
+            let acceptor = crate::tls::acceptor(&t.cert_file, &t.key_file)?;
             let listener = tokio::net::TcpListener::bind(tls_addr)
                 .await
                 .map_err(|e| BrokerError::TlsInUse(tls_addr, e))?;
@@ -266,31 +267,6 @@ async fn tls_front(
             let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
         });
     }
-}
-
-/// Reads the TLS listener's certificate chain and key (PEM) and builds its server
-/// configuration; `check-config` calls it too, so that a bad file is found before a start.
-pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor, BrokerError> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let cert_error = |m: String| BrokerError::TlsCertificate(cert.display().to_string(), m);
-    let key_error = |m: String| BrokerError::TlsKey(key.display().to_string(), m);
-    let chain = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| cert_error(e.to_string()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| cert_error(e.to_string()))?;
-    if chain.is_empty() {
-        return Err(cert_error("no PEM certificate in the file".into()));
-    }
-    let private_key = PrivateKeyDer::from_pem_file(key).map_err(|e| key_error(e.to_string()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| cert_error(e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(chain, private_key)
-        .map_err(|e| key_error(format!("does not go with the certificate: {e}")))?;
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 /// Connects, sends an MQTT 3.1.1 CONNECT (clean session, empty client id, the login when the

@@ -403,9 +403,9 @@ fn broker(cx: &mut Ctx, raw: super::raw::RawBroker, mqtt: &MqttSettings) -> Brok
             }
         }
         if let Some(t) = &tls {
-            if let Err(e) = crate::broker::tls_acceptor(&t.cert_file, &t.key_file) {
+            if let Err(e) = crate::tls::acceptor(&t.cert_file, &t.key_file) {
                 let key = match e {
-                    crate::broker::BrokerError::TlsKey(..) => "tls_key_file",
+                    crate::tls::TlsError::Key(..) => "tls_key_file",
                     _ => "tls_cert_file",
                 };
                 cx.section("broker", key, e.to_string());

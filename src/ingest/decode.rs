@@ -6,7 +6,6 @@
 //! as the unit the station sent. Nothing here does I/O.
 
 use std::collections::HashSet;
-use std::fmt;
 
 use serde_json::{Map, Value};
 
@@ -26,64 +25,7 @@ pub struct DecodeContext<'a> {
     pub now: Millis,
 }
 
-/// Why a message was dead-lettered. `cause` is a short stable label for metrics and logs.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rejection {
-    pub cause: Cause,
-    pub detail: String,
-}
-
-impl fmt::Display for Rejection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.cause.as_str(), self.detail)
-    }
-}
-
-/// The kinds of bad message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Cause {
-    TooLarge,
-    NotJson,
-    BadShape,
-    TooManyReadings,
-    UnknownStation,
-    StationMismatch,
-    MissingTime,
-    BadTime,
-    FutureTime,
-    BadValue,
-    NoElement,
-    /// An acknowledgement on the MQTT ack topic with a wrong team token.
-    Unauthorized,
-    /// The message decoded, but the journal refused to store it even on its own (a fault of
-    /// hydrowatch's, isolated so that it cannot hold back the messages behind it).
-    Unstorable,
-    /// An SL 651 frame refused by the protocol module, with its stable label (`crc`,
-    /// `unknown_station`, `truncated`...: [`crate::sl651::Sl651Error::cause`]).
-    Sl651(&'static str),
-}
-
-impl Cause {
-    /// Stable label used in metrics (`cause="..."`) and in the journal.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Cause::TooLarge => "too_large",
-            Cause::NotJson => "not_json",
-            Cause::BadShape => "bad_shape",
-            Cause::TooManyReadings => "too_many_readings",
-            Cause::UnknownStation => "unknown_station",
-            Cause::StationMismatch => "station_mismatch",
-            Cause::MissingTime => "missing_time",
-            Cause::BadTime => "bad_time",
-            Cause::FutureTime => "future_time",
-            Cause::BadValue => "bad_value",
-            Cause::NoElement => "no_element",
-            Cause::Unauthorized => "unauthorized",
-            Cause::Unstorable => "unstorable",
-            Cause::Sl651(cause) => cause,
-        }
-    }
-}
+pub use crate::model::{Cause, Rejection};
 
 fn reject(cause: Cause, detail: impl Into<String>) -> Rejection {
     Rejection {

@@ -23,17 +23,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::{
-    AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Packet, QoS, StateError,
-    TlsConfiguration, Transport,
-};
+use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, Packet, QoS, StateError};
 use tokio::sync::mpsc;
 
 use super::decode::{decode, station_from_topic, Cause, DecodeContext, Rejection};
 use super::sl651::Bridge;
 use crate::config::Settings;
-use crate::journal::writer::{Command, Decoded, Inbound, Receipt};
-use crate::model::{now_millis, RefusedPayload};
+use crate::model::{now_millis, AckToken, RefusedPayload};
+use crate::writer::{Command, Decoded, Inbound, Receipt};
 
 /// Decoded messages held while the writer's queue is full. Brokers keep far fewer in flight
 /// for one client (Mosquitto's `max_inflight_messages`: 20 by default, 1000 in
@@ -43,26 +40,6 @@ const MAX_WAITING: usize = 20_000;
 /// MQTT's own ceiling on a packet (the remaining length field's maximum).
 const MQTT_MAX_PACKET: usize = 268_435_455;
 
-/// A committed message to acknowledge, tagged with the connection it arrived on: an
-/// acknowledgement must never reach a later connection, where the same packet id may name
-/// a different, uncommitted message.
-pub struct AckToken {
-    pub connection: u64,
-    pub publish: rumqttc::Publish,
-}
-
-impl AckToken {
-    /// Keeps only what an acknowledgement needs (packet id and QoS): the payload shares the
-    /// network read buffer, and holding it until the commit would pin that whole buffer.
-    pub fn new(connection: u64, mut publish: rumqttc::Publish) -> AckToken {
-        publish.payload = Default::default();
-        AckToken {
-            connection,
-            publish,
-        }
-    }
-}
-
 /// Connection state that readiness and metrics report.
 #[derive(Default)]
 pub struct SourceStatus {
@@ -70,51 +47,6 @@ pub struct SourceStatus {
     /// The broker acknowledged the subscriptions on the current connection.
     pub subscribed: AtomicBool,
     pub connection: AtomicU64,
-}
-
-/// Errors setting up the MQTT client.
-#[derive(Debug, thiserror::Error)]
-pub enum SourceError {
-    #[error("mqtt.ca_file {path}: {source}")]
-    CaFile {
-        path: String,
-        source: std::io::Error,
-    },
-}
-
-/// Builds the client and its event loop from the settings.
-pub fn client(settings: &Settings) -> Result<(AsyncClient, EventLoop), SourceError> {
-    let m = &settings.mqtt;
-    let mut options = MqttOptions::new(&m.client_id, &m.host, m.port);
-    options
-        .set_keep_alive(m.keep_alive.max(Duration::from_secs(5)))
-        .set_clean_session(false)
-        .set_manual_acks(true)
-        .set_max_packet_size(settings.limits.max_packet_bytes(), 1024 * 1024)
-        .set_inflight(100);
-    if let Some(user) = &m.username {
-        options.set_credentials(user, m.password.clone().unwrap_or_default());
-    }
-    if m.tls {
-        let ca = match &m.ca_file {
-            Some(path) => std::fs::read(path).map_err(|source| SourceError::CaFile {
-                path: path.display().to_string(),
-                source,
-            })?,
-            None => Vec::new(),
-        };
-        let transport = if ca.is_empty() {
-            Transport::tls_with_default_config()
-        } else {
-            Transport::Tls(TlsConfiguration::Simple {
-                ca,
-                alpn: None,
-                client_auth: None,
-            })
-        };
-        options.set_transport(transport);
-    }
-    Ok(AsyncClient::new(options, 1024))
 }
 
 /// Polls the event loop forever: decodes each publish, hands it to the journal writer,

@@ -17,11 +17,11 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::decode::{Cause, Rejection};
 use crate::config::Settings;
-use crate::journal::writer::{Command, Decoded, Inbound, Outcome, Receipt};
 use crate::model::{now_millis, Millis, RefusedPayload};
 use crate::sl651::center::{self, CenterSettings, Delivery, StationLink};
 use crate::sl651::frame::{function, to_hex_text, Direction, Frame};
 use crate::sl651::Sl651Error;
+use crate::writer::{Command, Decoded, Inbound, Outcome, Receipt};
 
 /// Why a frame's commit did not resolve; the frame is not answered and the RTU resends it.
 #[derive(Debug, thiserror::Error)]

@@ -10,8 +10,6 @@
 //! messages (readings, dead letters, alert changes, outbox rows) in one transaction; the other
 //! components open their own connections for reads and small cursor updates.
 
-pub mod writer;
-
 use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension};
@@ -224,6 +222,46 @@ fn migrate_outbox(conn: &Connection) -> Result<(), JournalError> {
            WHERE delivered_ms IS NULL AND failed_ms IS NULL;
          CREATE INDEX IF NOT EXISTS outbox_failed ON outbox (id) WHERE failed_ms IS NOT NULL;",
     )?;
+    Ok(())
+}
+
+/// Same station and time: merge elements (a station may send level and rain separately) and
+/// take a new seq so the merged row is forwarded again.
+pub const INSERT_READING: &str =
+    "INSERT INTO readings (station, time_ms, seq, level_m, rain_mm, rain_period_s, rain_total_mm,
+                           flow_m3s, battery_v, quality, received_ms)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+     ON CONFLICT (station, time_ms) DO UPDATE SET
+       seq = excluded.seq,
+       level_m = coalesce(excluded.level_m, level_m),
+       rain_mm = coalesce(excluded.rain_mm, rain_mm),
+       rain_period_s = coalesce(excluded.rain_period_s, rain_period_s),
+       rain_total_mm = coalesce(excluded.rain_total_mm, rain_total_mm),
+       flow_m3s = coalesce(excluded.flow_m3s, flow_m3s),
+       battery_v = coalesce(excluded.battery_v, battery_v),
+       quality = CASE WHEN excluded.level_m IS NOT NULL THEN excluded.quality ELSE quality END,
+       received_ms = excluded.received_ms";
+
+/// Stores one reading with the statement prepared once per commit group.
+pub fn insert_reading(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    r: &Reading,
+    seq: i64,
+    received: Millis,
+) -> Result<(), JournalError> {
+    stmt.execute(params![
+        r.station,
+        r.time,
+        seq,
+        r.level_m,
+        r.rain_mm,
+        r.rain_period_s,
+        r.rain_total_mm,
+        r.flow_m3s,
+        r.battery_v,
+        r.quality.as_str(),
+        received
+    ])?;
     Ok(())
 }
 
@@ -440,22 +478,29 @@ pub fn alert_events(conn: &Connection, alert_id: &str) -> Result<Vec<AlertEvent>
 }
 
 /// The teams paged for an alert so far, first paged first.
-pub fn alert_pages(
-    conn: &Connection,
-    alert_id: &str,
-) -> Result<Vec<crate::notify::escalation::Paged>, JournalError> {
+pub fn alert_pages(conn: &Connection, alert_id: &str) -> Result<Vec<Paged>, JournalError> {
     let mut stmt = conn.prepare_cached(
         "SELECT team, paged_ms, notified_ms FROM alert_pages WHERE alert_id = ?1
          ORDER BY paged_ms, team",
     )?;
     let rows = stmt.query_map([alert_id], |r| {
-        Ok(crate::notify::escalation::Paged {
+        Ok(Paged {
             team: r.get(0)?,
             paged_ms: r.get(1)?,
             notified_ms: r.get(2)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// A team paged for an alert, as recorded in the journal's `alert_pages`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Paged {
+    pub team: String,
+    /// Wall clock of the first page of this team for this alert.
+    pub paged_ms: Millis,
+    /// Wall clock of the latest event sent to this team for this alert.
+    pub notified_ms: Millis,
 }
 
 /// Records that `team` was sent an event of `alert_id` at `now` (first page kept).
@@ -674,8 +719,8 @@ mod tests {
         r.level_m = level;
         r.rain_mm = rain;
         let tx = conn.unchecked_transaction().unwrap();
-        let mut stmt = tx.prepare_cached(writer::INSERT_READING).unwrap();
-        writer::insert_reading(&mut stmt, &r, seq, received).unwrap();
+        let mut stmt = tx.prepare_cached(INSERT_READING).unwrap();
+        insert_reading(&mut stmt, &r, seq, received).unwrap();
         drop(stmt);
         tx.commit().unwrap();
     }

@@ -11,15 +11,7 @@ use crate::alerts::{Alert, AlertState};
 use crate::config::Settings;
 use crate::model::Millis;
 
-/// A team paged for an alert, as recorded in the journal's `alert_pages`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Paged {
-    pub team: String,
-    /// Wall clock of the first page of this team for this alert.
-    pub paged_ms: Millis,
-    /// Wall clock of the latest event sent to this team for this alert.
-    pub notified_ms: Millis,
-}
+pub use crate::journal::Paged;
 
 /// One open alert with its timer inputs.
 #[derive(Debug, Clone)]

@@ -18,8 +18,8 @@ use rumqttc::{AsyncClient, Event, EventLoop, Outgoing, Packet, QoS};
 use tokio::sync::{mpsc, oneshot};
 
 use super::outcome::Failure;
+use crate::broker::SourceError;
 use crate::config::Settings;
-use crate::ingest::mqtt::SourceError;
 
 /// Longest pause between two connection attempts.
 const MAX_RECONNECT_WAIT: Duration = Duration::from_secs(5);
@@ -57,7 +57,7 @@ impl Publisher {
         let mut own = settings.clone();
         own.mqtt.client_id = format!("{}-notify", settings.mqtt.client_id);
         // The same TLS, credentials and limits as the source; only the session differs.
-        let (client, mut eventloop) = crate::ingest::mqtt::client(&own)?;
+        let (client, mut eventloop) = crate::broker::client(&own)?;
         eventloop.mqtt_options.set_clean_session(true);
         let (signals_tx, signals) = mpsc::unbounded_channel();
         tokio::spawn(poll(eventloop, signals_tx));

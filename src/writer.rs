@@ -20,12 +20,10 @@ use rusqlite::{params, Connection};
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot, Notify};
 
-use super::JournalError;
 use crate::alerts::{Alert, AlertEvent, AlertState};
 use crate::config::Settings;
-use crate::ingest::decode::{Cause, Rejection};
-use crate::ingest::mqtt::AckToken;
-use crate::model::{now_millis, Millis, Reading, RefusedPayload};
+use crate::journal::{self, JournalError};
+use crate::model::{now_millis, AckToken, Cause, Millis, Reading, RefusedPayload, Rejection};
 use crate::rules::{AckError, Engine, StationStatus};
 
 /// Most commands committed in one transaction.
@@ -167,14 +165,14 @@ impl RuleState {
             .unwrap_or(Duration::ZERO)
             .max(Duration::from_secs(48 * 3600))
             + Duration::from_secs(3600);
-        super::for_each_recent(conn, span.as_millis() as i64, |reading| {
+        journal::for_each_recent(conn, span.as_millis() as i64, |reading| {
             engine.warm(&reading)
         })?;
-        for alert in super::open_alerts(conn)? {
+        for alert in journal::open_alerts(conn)? {
             engine.restore_alert(alert);
         }
         let mut snapshots = HashMap::new();
-        for (station, last_seen, snapshot) in super::station_states(conn)? {
+        for (station, last_seen, snapshot) in journal::station_states(conn)? {
             if let Some(ms) = last_seen {
                 engine.restore_last_seen(&station, ms);
             }
@@ -187,7 +185,7 @@ impl RuleState {
         Ok(RuleState {
             engine,
             snapshots,
-            next_seq: super::max_reading_seq(conn)? + 1,
+            next_seq: journal::max_reading_seq(conn)? + 1,
         })
     }
 }
@@ -237,7 +235,7 @@ impl Writer {
         shared: Arc<Shared>,
         hooks: Hooks,
     ) -> Result<Writer, JournalError> {
-        let conn = super::open(&settings.journal.path)?;
+        let conn = journal::open(&settings.journal.path)?;
         let state = RuleState::load(&conn, &settings)?;
         let writer = Writer {
             conn,
@@ -301,7 +299,7 @@ impl Writer {
                         tracing::error!(error = %e, failures,
                             "cannot write the journal; ingestion paused, retrying (logged at most once a minute)");
                     }
-                    if failures >= ISOLATE_AFTER && !super::is_transient(&e) && group.len() > 1 {
+                    if failures >= ISOLATE_AFTER && !journal::is_transient(&e) && group.len() > 1 {
                         self.isolate(group);
                         return;
                     }
@@ -362,13 +360,13 @@ impl Writer {
         let live_listeners = self.hooks.live.receiver_count() > 0;
         let settings = &*self.settings;
         let state = &mut self.state;
-        let tx = super::immediate(&self.conn)?;
-        let mut insert = tx.prepare_cached(INSERT_READING)?;
+        let tx = journal::immediate(&self.conn)?;
+        let mut insert = tx.prepare_cached(journal::INSERT_READING)?;
         let mut newest_dead_letter = None;
         for command in group {
             if let Command::Message(inbound) = command {
                 if let Some(frame) = &inbound.frame {
-                    super::insert_frame(&tx, inbound.received_at, &inbound.topic, frame)?;
+                    journal::insert_frame(&tx, inbound.received_at, &inbound.topic, frame)?;
                 }
             }
             match command {
@@ -378,7 +376,7 @@ impl Writer {
                         for original in readings {
                             let mut reading = original.clone();
                             state.engine.prepare(&mut reading);
-                            insert_reading(
+                            journal::insert_reading(
                                 &mut insert,
                                 &reading,
                                 state.next_seq,
@@ -400,7 +398,7 @@ impl Writer {
                     }
                     Decoded::Rejected { rejection, payload } => {
                         let cause = rejection.cause.as_str();
-                        newest_dead_letter = Some(super::insert_dead_letter(
+                        newest_dead_letter = Some(journal::insert_dead_letter(
                             &tx,
                             inbound.received_at,
                             &inbound.topic,
@@ -454,7 +452,7 @@ impl Writer {
         }
         save_station_state(&tx, state, &fx.touched)?;
         if let Some(newest) = newest_dead_letter {
-            super::cap_dead_letters(&tx, newest, settings.limits.max_dead_letters)?;
+            journal::cap_dead_letters(&tx, newest, settings.limits.max_dead_letters)?;
         }
         drop(insert);
         tx.commit()?;
@@ -609,46 +607,6 @@ fn save_station_state(
     Ok(())
 }
 
-/// Same station and time: merge elements (a station may send level and rain separately) and
-/// take a new seq so the merged row is forwarded again.
-pub(crate) const INSERT_READING: &str =
-    "INSERT INTO readings (station, time_ms, seq, level_m, rain_mm, rain_period_s, rain_total_mm,
-                           flow_m3s, battery_v, quality, received_ms)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-     ON CONFLICT (station, time_ms) DO UPDATE SET
-       seq = excluded.seq,
-       level_m = coalesce(excluded.level_m, level_m),
-       rain_mm = coalesce(excluded.rain_mm, rain_mm),
-       rain_period_s = coalesce(excluded.rain_period_s, rain_period_s),
-       rain_total_mm = coalesce(excluded.rain_total_mm, rain_total_mm),
-       flow_m3s = coalesce(excluded.flow_m3s, flow_m3s),
-       battery_v = coalesce(excluded.battery_v, battery_v),
-       quality = CASE WHEN excluded.level_m IS NOT NULL THEN excluded.quality ELSE quality END,
-       received_ms = excluded.received_ms";
-
-/// Stores one reading with the statement prepared once per commit group.
-pub(crate) fn insert_reading(
-    stmt: &mut rusqlite::CachedStatement<'_>,
-    r: &Reading,
-    seq: i64,
-    received: Millis,
-) -> Result<(), JournalError> {
-    stmt.execute(params![
-        r.station,
-        r.time,
-        seq,
-        r.level_m,
-        r.rain_mm,
-        r.rain_period_s,
-        r.rain_total_mm,
-        r.flow_m3s,
-        r.battery_v,
-        r.quality.as_str(),
-        received
-    ])?;
-    Ok(())
-}
-
 /// Writes an event, the alert it changes, and one outbox row per destination.
 fn record_event(
     tx: &Connection,
@@ -678,13 +636,13 @@ fn record_event(
            json = excluded.json",
         params![alert.alert_id, alert.station, alert.rule, open as i64, now, serde_json::to_string(&alert)?],
     )?;
-    let paged: Vec<String> = super::alert_pages(tx, &event.alert_id)?
+    let paged: Vec<String> = journal::alert_pages(tx, &event.alert_id)?
         .into_iter()
         .map(|p| p.team)
         .collect();
     let teams = crate::notify::route_teams(settings, event, &paged);
     for team in &teams {
-        super::record_page(tx, &event.alert_id, team, now)?;
+        journal::record_page(tx, &event.alert_id, team, now)?;
     }
     let teams: Vec<&str> = teams.iter().map(String::as_str).collect();
     for destination in crate::notify::destinations(settings, &teams) {
@@ -711,7 +669,7 @@ fn acknowledge(
     let Some(alert) = engine.alert(alert_id) else {
         return Ok(Err(AckError::NotFound));
     };
-    let paged: Vec<String> = super::alert_pages(tx, alert_id)?
+    let paged: Vec<String> = journal::alert_pages(tx, alert_id)?
         .into_iter()
         .map(|p| p.team)
         .collect();
@@ -746,11 +704,11 @@ fn due_pages(
         if alert.acknowledged_by.is_some() || alert.state == AlertState::Pending {
             continue;
         }
-        let paged = super::alert_pages(tx, &alert.alert_id)?;
+        let paged = journal::alert_pages(tx, &alert.alert_id)?;
         if paged.is_empty() {
             continue;
         }
-        let events = super::alert_events(tx, &alert.alert_id)?;
+        let events = journal::alert_events(tx, &alert.alert_id)?;
         let raised: Vec<(usize, Millis)> = events
             .iter()
             .filter(|e| {
@@ -820,7 +778,7 @@ fn due_pages(
 
 /// The final form of an alert that the engine no longer holds (it resolved).
 fn closed_alert(tx: &Connection, event: &AlertEvent) -> Result<Alert, JournalError> {
-    let stored = super::alert(tx, &event.alert_id)?;
+    let stored = journal::alert(tx, &event.alert_id)?;
     let mut alert = stored.unwrap_or_else(|| Alert {
         alert_id: event.alert_id.clone(),
         station: event.station.clone(),
