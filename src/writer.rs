@@ -7,9 +7,21 @@
 //! While one commit is being synced, the next group accumulates, so the cost of an fsync is
 //! shared by however many messages arrived meanwhile.
 //!
-//! The rules engine lives here too, because an alert change must commit atomically with the
-//! reading that caused it: after `kill -9`, either both are in the journal or neither is (and
-//! the broker redelivers the message).
+//! The writer decides nothing itself; it orders the decisions of others inside one
+//! transaction, because an alert change must commit atomically with the reading that caused
+//! it (after `kill -9`, either both are in the journal or neither is, and the broker
+//! redelivers the message):
+//!
+//! - the journal ([`crate::journal`]) stores: readings, dead letters, events, pages, outbox;
+//! - the rules ([`crate::rules`]) judge each reading and hold the rules' in-memory state;
+//! - the alert lifecycle ([`crate::alerts`]) decides states;
+//! - notify ([`crate::notify`]) decides who hears what, who may acknowledge, and when a
+//!   reminder or an escalation is due.
+//!
+//! The path of one reading: `Writer::commit_group` stores it, the engine evaluates it, and
+//! `record_event` stores each resulting event and queues its notifications; after the commit
+//! `Writer::announce` fulfils the receipts and tells the forwarder, the dispatcher, the API
+//! and live subscribers.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -616,42 +628,20 @@ fn record_event(
     now: Millis,
     fx: &mut Effects,
 ) -> Result<(), JournalError> {
-    tx.execute(
-        "INSERT INTO alert_events (event_id, alert_id, created_ms, json) VALUES (?1, ?2, ?3, ?4)",
-        params![
-            event.event_id,
-            event.alert_id,
-            now,
-            serde_json::to_string(event)?
-        ],
-    )?;
-    let event_seq = tx.last_insert_rowid();
     let (alert, open) = match engine.alert(&event.alert_id) {
         Some(a) => (a.clone(), true),
         None => (closed_alert(tx, event)?, false),
     };
-    tx.execute(
-        "INSERT INTO alerts (alert_id, station, rule, open, updated_ms, json) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-         ON CONFLICT (alert_id) DO UPDATE SET open = excluded.open, updated_ms = excluded.updated_ms,
-           json = excluded.json",
-        params![alert.alert_id, alert.station, alert.rule, open as i64, now, serde_json::to_string(&alert)?],
-    )?;
-    let paged: Vec<String> = journal::alert_pages(tx, &event.alert_id)?
-        .into_iter()
-        .map(|p| p.team)
-        .collect();
+    let event_seq = journal::record_event(tx, event, &alert, open, now)?;
+    // Who hears about it is notify's decision; the journal keeps the pages and the outbox.
+    let paged = journal::paged_teams(tx, &event.alert_id)?;
     let teams = crate::notify::route_teams(settings, event, &paged);
     for team in &teams {
         journal::record_page(tx, &event.alert_id, team, now)?;
     }
     let teams: Vec<&str> = teams.iter().map(String::as_str).collect();
-    for destination in crate::notify::destinations(settings, &teams) {
-        tx.execute(
-            "INSERT INTO outbox (event_seq, destination, next_attempt_ms) VALUES (?1, ?2, ?3)",
-            params![event_seq, destination, now],
-        )?;
-        fx.outbox_rows += 1;
-    }
+    let destinations = crate::notify::destinations(settings, &teams);
+    fx.outbox_rows += journal::queue_notifications(tx, event_seq, &destinations, now)? as u64;
     fx.events.push(event.state.as_str());
     fx.live.push(Live::Alert(Box::new(event.clone())));
     Ok(())
@@ -669,34 +659,22 @@ fn acknowledge(
     let Some(alert) = engine.alert(alert_id) else {
         return Ok(Err(AckError::NotFound));
     };
-    let paged: Vec<String> = journal::alert_pages(tx, alert_id)?
-        .into_iter()
-        .map(|p| p.team)
-        .collect();
-    if !crate::notify::teams_for(settings, alert, &paged)
-        .iter()
-        .any(|t| t == team)
-    {
+    let paged = journal::paged_teams(tx, alert_id)?;
+    if !crate::notify::may_acknowledge(settings, alert, &paged, team) {
         return Ok(Err(AckError::NotResponsible(team.to_string())));
     }
     Ok(engine.acknowledge(alert_id, team, now))
 }
 
-/// The re-notifications and escalations due at `now` (see `notify::escalation`), as events
-/// copied from each alert's latest lifecycle event with a fresh `event_id`.
+/// The re-notifications and escalations due at `now`: the journal's record of each open
+/// alert (who was paged, its events) handed to `notify::escalation`, which decides.
 fn due_pages(
     tx: &Connection,
     engine: &Engine,
     settings: &Settings,
     now: Millis,
 ) -> Result<Vec<AlertEvent>, JournalError> {
-    use crate::alerts::{Page, PageReason};
-    use crate::notify::escalation::{due, Due, Timers};
-    if settings
-        .teams
-        .iter()
-        .all(|t| t.renotify.is_none() && t.escalation.is_empty())
-    {
+    if !crate::notify::escalation::any_timers(settings) {
         return Ok(Vec::new());
     }
     let mut out = Vec::new();
@@ -709,69 +687,9 @@ fn due_pages(
             continue;
         }
         let events = journal::alert_events(tx, &alert.alert_id)?;
-        let raised: Vec<(usize, Millis)> = events
-            .iter()
-            .filter(|e| {
-                e.page.is_none() && matches!(e.state, AlertState::Firing | AlertState::Escalated)
-            })
-            .map(|e| (e.stage_index, e.created_at))
-            .collect();
-        // After the latest acknowledgement, the first raise made the alert need a new one.
-        let unacknowledged_since = events
-            .iter()
-            .rposition(|e| e.page.is_none() && e.state == AlertState::Acknowledged)
-            .and_then(|i| {
-                events[i + 1..]
-                    .iter()
-                    .find(|e| {
-                        e.page.is_none()
-                            && matches!(e.state, AlertState::Firing | AlertState::Escalated)
-                    })
-                    .map(|e| e.created_at)
-            });
-        let timers = Timers {
-            alert,
-            paged: &paged,
-            raised: &raised,
-            unacknowledged_since,
-        };
-        let pages = due(settings, &timers, now);
-        if pages.is_empty() {
-            continue;
-        }
-        let Some(latest) = events
-            .iter()
-            .rev()
-            .find(|e| e.page.is_none() && e.state != AlertState::Acknowledged)
-        else {
-            continue;
-        };
-        for page in pages {
-            let page = match page {
-                Due::Renotify { team, since } => Page {
-                    reason: PageReason::Renotify,
-                    team,
-                    from_team: None,
-                    unacknowledged_since: since,
-                },
-                Due::Escalate { from, to, since } => {
-                    tracing::warn!(alert_id = %alert.alert_id, station = %alert.station, from = %from, to = %to,
-                        "alert not acknowledged in time; escalating");
-                    Page {
-                        reason: PageReason::Escalation,
-                        team: to,
-                        from_team: Some(from),
-                        unacknowledged_since: since,
-                    }
-                }
-            };
-            let mut event = latest.clone();
-            event.event_id = uuid::Uuid::new_v4().to_string();
-            event.created_at = now;
-            event.acknowledged_by = None;
-            event.page = Some(page);
-            out.push(event);
-        }
+        out.extend(crate::notify::escalation::pages(
+            settings, alert, &paged, &events, now,
+        ));
     }
     Ok(out)
 }

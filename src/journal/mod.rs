@@ -503,6 +503,65 @@ pub struct Paged {
     pub notified_ms: Millis,
 }
 
+/// The teams paged for an alert so far, first paged first.
+pub fn paged_teams(conn: &Connection, alert_id: &str) -> Result<Vec<String>, JournalError> {
+    Ok(alert_pages(conn, alert_id)?
+        .into_iter()
+        .map(|p| p.team)
+        .collect())
+}
+
+/// Stores an alert event and the alert as it now is; returns the event's sequence number
+/// (what outbox rows point at).
+pub fn record_event(
+    conn: &Connection,
+    event: &AlertEvent,
+    alert: &Alert,
+    open: bool,
+    now: Millis,
+) -> Result<i64, JournalError> {
+    conn.prepare_cached(
+        "INSERT INTO alert_events (event_id, alert_id, created_ms, json) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![
+        event.event_id,
+        event.alert_id,
+        now,
+        serde_json::to_string(event)?
+    ])?;
+    let event_seq = conn.last_insert_rowid();
+    conn.prepare_cached(
+        "INSERT INTO alerts (alert_id, station, rule, open, updated_ms, json) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (alert_id) DO UPDATE SET open = excluded.open, updated_ms = excluded.updated_ms,
+           json = excluded.json",
+    )?
+    .execute(params![
+        alert.alert_id,
+        alert.station,
+        alert.rule,
+        open as i64,
+        now,
+        serde_json::to_string(alert)?
+    ])?;
+    Ok(event_seq)
+}
+
+/// One outbox row per destination for the event `event_seq`, due now; returns how many.
+pub fn queue_notifications(
+    conn: &Connection,
+    event_seq: i64,
+    destinations: &[String],
+    now: Millis,
+) -> Result<usize, JournalError> {
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO outbox (event_seq, destination, next_attempt_ms) VALUES (?1, ?2, ?3)",
+    )?;
+    for destination in destinations {
+        insert.execute(params![event_seq, destination, now])?;
+    }
+    Ok(destinations.len())
+}
+
 /// Records that `team` was sent an event of `alert_id` at `now` (first page kept).
 pub fn record_page(
     conn: &Connection,

@@ -7,7 +7,7 @@
 //! outbox rows in the same transaction. The timers therefore live in the journal, not in
 //! memory: a restart neither repeats an escalation nor forgets one that was due.
 
-use crate::alerts::{Alert, AlertState};
+use crate::alerts::{Alert, AlertEvent, AlertState, Page, PageReason};
 use crate::config::Settings;
 use crate::model::Millis;
 
@@ -118,6 +118,89 @@ pub fn due(settings: &Settings, t: &Timers, now: Millis) -> Vec<Due> {
         }
     }
     out
+}
+
+/// Whether any team has a reminder interval or an escalation chain (otherwise nothing is
+/// ever due and the journal need not be read for it).
+pub fn any_timers(settings: &Settings) -> bool {
+    settings
+        .teams
+        .iter()
+        .any(|t| t.renotify.is_some() || !t.escalation.is_empty())
+}
+
+/// The pages due at `now` for one open alert, from the journal's record of it (`paged`, its
+/// `events` oldest first), as events copied from its latest lifecycle event with a fresh
+/// `event_id`.
+pub fn pages(
+    settings: &Settings,
+    alert: &Alert,
+    paged: &[Paged],
+    events: &[AlertEvent],
+    now: Millis,
+) -> Vec<AlertEvent> {
+    let lifecycle = |e: &&AlertEvent| e.page.is_none();
+    let raised: Vec<(usize, Millis)> = events
+        .iter()
+        .filter(lifecycle)
+        .filter(|e| matches!(e.state, AlertState::Firing | AlertState::Escalated))
+        .map(|e| (e.stage_index, e.created_at))
+        .collect();
+    // After the latest acknowledgement, the first raise made the alert need a new one.
+    let unacknowledged_since = events
+        .iter()
+        .rposition(|e| e.page.is_none() && e.state == AlertState::Acknowledged)
+        .and_then(|i| {
+            events[i + 1..]
+                .iter()
+                .filter(lifecycle)
+                .find(|e| matches!(e.state, AlertState::Firing | AlertState::Escalated))
+                .map(|e| e.created_at)
+        });
+    let timers = Timers {
+        alert,
+        paged,
+        raised: &raised,
+        unacknowledged_since,
+    };
+    let due_now = due(settings, &timers, now);
+    let Some(latest) = events
+        .iter()
+        .rev()
+        .filter(lifecycle)
+        .find(|e| e.state != AlertState::Acknowledged)
+    else {
+        return Vec::new();
+    };
+    due_now
+        .into_iter()
+        .map(|page| {
+            let page = match page {
+                Due::Renotify { team, since } => Page {
+                    reason: PageReason::Renotify,
+                    team,
+                    from_team: None,
+                    unacknowledged_since: since,
+                },
+                Due::Escalate { from, to, since } => {
+                    tracing::warn!(alert_id = %alert.alert_id, station = %alert.station, from = %from, to = %to,
+                        "alert not acknowledged in time; escalating");
+                    Page {
+                        reason: PageReason::Escalation,
+                        team: to,
+                        from_team: Some(from),
+                        unacknowledged_since: since,
+                    }
+                }
+            };
+            let mut event = latest.clone();
+            event.event_id = uuid::Uuid::new_v4().to_string();
+            event.created_at = now;
+            event.acknowledged_by = None;
+            event.page = Some(page);
+            event
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -90,6 +90,11 @@ pub fn teams_for(settings: &Settings, alert: &Alert, paged: &[String]) -> Vec<St
     )
 }
 
+/// Whether `team` may acknowledge `alert`: it is one of [`teams_for`].
+pub fn may_acknowledge(settings: &Settings, alert: &Alert, paged: &[String], team: &str) -> bool {
+    teams_for(settings, alert, paged).iter().any(|t| t == team)
+}
+
 /// The station's teams, then those already paged for the alert, without repeats.
 fn with_paged(station_teams: Vec<&str>, paged: &[String]) -> Vec<String> {
     let mut teams: Vec<String> = station_teams.into_iter().map(str::to_string).collect();
