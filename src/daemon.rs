@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! broker ──► ingest::mqtt ───┐
-//!              ▲   (decode)  ├─► journal::writer ──┬─► sink (InfluxDB)
+//!              ▲   (decode)  ├─► writer ──────────┬─► sink (InfluxDB)
 //! RTUs ──► ingest::sl651 ────┘   (rules, alerts)   ├─► notify::dispatch ──► teams
 //!   ▲  ▲     (sl651::center)                       └─► api (status, SSE, board)
 //!   │  └──── acks after commit (Receipt::Mqtt) ◄── writer
