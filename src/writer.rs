@@ -366,107 +366,14 @@ impl Writer {
     /// Writes one group of commands in one `BEGIN IMMEDIATE` transaction. Nothing outside
     /// the rules' state changes until it commits; the caller announces the effects.
     fn commit_group(&mut self, group: &[Command]) -> Result<Effects, JournalError> {
-        let now = now_millis();
-        let mut fx = Effects::default();
         // Readings are copied for live subscribers (board, SSE) only when there are some.
-        let live_listeners = self.hooks.live.receiver_count() > 0;
-        let settings = &*self.settings;
-        let state = &mut self.state;
+        let live = self.hooks.live.receiver_count() > 0;
         let tx = journal::immediate(&self.conn)?;
-        let mut insert = tx.prepare_cached(journal::INSERT_READING)?;
-        let mut newest_dead_letter = None;
+        let mut step = Step::new(&tx, &self.settings, &mut self.state, now_millis(), live)?;
         for command in group {
-            if let Command::Message(inbound) = command {
-                if let Some(frame) = &inbound.frame {
-                    journal::insert_frame(&tx, inbound.received_at, &inbound.topic, frame)?;
-                }
-            }
-            match command {
-                Command::Message(inbound) => match &inbound.decoded {
-                    Decoded::Readings(readings) => {
-                        fx.messages_stored += 1;
-                        for original in readings {
-                            let mut reading = original.clone();
-                            state.engine.prepare(&mut reading);
-                            journal::insert_reading(
-                                &mut insert,
-                                &reading,
-                                state.next_seq,
-                                inbound.received_at,
-                            )?;
-                            state.next_seq += 1;
-                            fx.readings += 1;
-                            let events = state.engine.evaluate(&reading, now);
-                            if !fx.touched.contains(&reading.station) {
-                                fx.touched.insert(reading.station.clone());
-                            }
-                            if live_listeners {
-                                fx.live.push(Live::Reading(reading));
-                            }
-                            for event in events {
-                                record_event(&tx, &state.engine, settings, &event, now, &mut fx)?;
-                            }
-                        }
-                    }
-                    Decoded::Rejected { rejection, payload } => {
-                        let cause = rejection.cause.as_str();
-                        newest_dead_letter = Some(journal::insert_dead_letter(
-                            &tx,
-                            inbound.received_at,
-                            &inbound.topic,
-                            payload,
-                            cause,
-                            &rejection.detail,
-                        )?);
-                        fx.dead_letters.push((
-                            cause,
-                            inbound.topic.clone(),
-                            rejection.detail.clone(),
-                        ));
-                    }
-                    Decoded::Acknowledge { alert_id, team } => {
-                        // Stored as the alert's event (or, when it changes nothing, as the
-                        // log line below): counted with the stored messages, so that received
-                        // = stored + dead-lettered holds for the ack topic too.
-                        fx.messages_stored += 1;
-                        match acknowledge(&tx, &mut state.engine, settings, alert_id, team, now)? {
-                            Ok(event) => {
-                                record_event(&tx, &state.engine, settings, &event, now, &mut fx)?
-                            }
-                            Err(e) => {
-                                tracing::info!(%alert_id, %team, error = %e, "MQTT acknowledgement not applied")
-                            }
-                        }
-                    }
-                },
-                Command::Acknowledge { alert_id, team, .. } => {
-                    let result =
-                        acknowledge(&tx, &mut state.engine, settings, alert_id, team, now)?;
-                    if let Ok(event) = &result {
-                        record_event(&tx, &state.engine, settings, event, now, &mut fx)?;
-                    }
-                    fx.ack_results.push(result);
-                }
-                Command::Tick { check_offline } => {
-                    let offline = match check_offline {
-                        true => state.engine.tick(now),
-                        false => Vec::new(),
-                    };
-                    for event in offline {
-                        fx.touched.insert(event.station.clone());
-                        record_event(&tx, &state.engine, settings, &event, now, &mut fx)?;
-                    }
-                    for event in due_pages(&tx, &state.engine, settings, now)? {
-                        record_event(&tx, &state.engine, settings, &event, now, &mut fx)?;
-                    }
-                }
-            }
+            step.apply(command)?;
         }
-        save_station_state(&tx, state, &fx.touched)?;
-        if let Some(newest) = newest_dead_letter {
-            journal::cap_dead_letters(&tx, newest, settings.limits.max_dead_letters)?;
-        }
-        drop(insert);
+        let fx = step.finish()?;
         tx.commit()?;
         Ok(fx)
     }
@@ -557,6 +464,180 @@ impl Writer {
             }
             metrics::gauge!("hydrowatch_alerts_open").set(engine.open_alerts().count() as f64);
         }
+    }
+}
+
+/// One transaction's work, command by command: what the journal stores and which events the
+/// rules, the lifecycle and notify make of it. Nothing here outlives a failed commit but the
+/// rules' state, which the writer then reloads.
+struct Step<'c> {
+    tx: &'c Connection,
+    insert: rusqlite::CachedStatement<'c>,
+    settings: &'c Settings,
+    state: &'c mut RuleState,
+    now: Millis,
+    live: bool,
+    fx: Effects,
+    newest_dead_letter: Option<i64>,
+}
+
+impl<'c> Step<'c> {
+    fn new(
+        tx: &'c Connection,
+        settings: &'c Settings,
+        state: &'c mut RuleState,
+        now: Millis,
+        live: bool,
+    ) -> Result<Step<'c>, JournalError> {
+        Ok(Step {
+            insert: tx.prepare_cached(journal::INSERT_READING)?,
+            tx,
+            settings,
+            state,
+            now,
+            live,
+            fx: Effects::default(),
+            newest_dead_letter: None,
+        })
+    }
+
+    fn apply(&mut self, command: &Command) -> Result<(), JournalError> {
+        match command {
+            Command::Message(inbound) => {
+                if let Some(frame) = &inbound.frame {
+                    journal::insert_frame(self.tx, inbound.received_at, &inbound.topic, frame)?;
+                }
+                match &inbound.decoded {
+                    Decoded::Readings(readings) => self.store_readings(inbound, readings),
+                    Decoded::Rejected { rejection, payload } => {
+                        self.store_dead_letter(inbound, rejection, payload)
+                    }
+                    Decoded::Acknowledge { alert_id, team } => {
+                        // Stored as the alert's event (or, when it changes nothing, as the
+                        // log line below): counted with the stored messages, so that
+                        // received = stored + dead-lettered holds for the ack topic too.
+                        self.fx.messages_stored += 1;
+                        if let Err(e) = self.acknowledge(alert_id, team)? {
+                            tracing::info!(%alert_id, %team, error = %e, "MQTT acknowledgement not applied");
+                        }
+                        Ok(())
+                    }
+                }
+            }
+            Command::Acknowledge { alert_id, team, .. } => {
+                let result = self.acknowledge(alert_id, team)?;
+                self.fx.ack_results.push(result);
+                Ok(())
+            }
+            Command::Tick { check_offline } => self.tick(*check_offline),
+        }
+    }
+
+    /// Stores each reading (its quality judged first), evaluates it, records the events.
+    fn store_readings(
+        &mut self,
+        inbound: &Inbound,
+        readings: &[Reading],
+    ) -> Result<(), JournalError> {
+        self.fx.messages_stored += 1;
+        for original in readings {
+            let mut reading = original.clone();
+            self.state.engine.prepare(&mut reading);
+            journal::insert_reading(
+                &mut self.insert,
+                &reading,
+                self.state.next_seq,
+                inbound.received_at,
+            )?;
+            self.state.next_seq += 1;
+            self.fx.readings += 1;
+            let events = self.state.engine.evaluate(&reading, self.now);
+            if !self.fx.touched.contains(&reading.station) {
+                self.fx.touched.insert(reading.station.clone());
+            }
+            if self.live {
+                self.fx.live.push(Live::Reading(reading));
+            }
+            for event in events {
+                self.record(&event)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn store_dead_letter(
+        &mut self,
+        inbound: &Inbound,
+        rejection: &Rejection,
+        payload: &RefusedPayload,
+    ) -> Result<(), JournalError> {
+        let cause = rejection.cause.as_str();
+        self.newest_dead_letter = Some(journal::insert_dead_letter(
+            self.tx,
+            inbound.received_at,
+            &inbound.topic,
+            payload,
+            cause,
+            &rejection.detail,
+        )?);
+        self.fx
+            .dead_letters
+            .push((cause, inbound.topic.clone(), rejection.detail.clone()));
+        Ok(())
+    }
+
+    /// A team acknowledges an alert, if notify says it may; the event is recorded.
+    fn acknowledge(
+        &mut self,
+        alert_id: &str,
+        team: &str,
+    ) -> Result<Result<AlertEvent, AckError>, JournalError> {
+        let result = acknowledge(
+            self.tx,
+            &mut self.state.engine,
+            self.settings,
+            alert_id,
+            team,
+            self.now,
+        )?;
+        if let Ok(event) = &result {
+            self.record(event)?;
+        }
+        Ok(result)
+    }
+
+    /// The wall clock: stations gone silent, windows moved on, reminders and escalations due.
+    fn tick(&mut self, check_offline: bool) -> Result<(), JournalError> {
+        if check_offline {
+            for event in self.state.engine.tick(self.now) {
+                self.fx.touched.insert(event.station.clone());
+                self.record(&event)?;
+            }
+        }
+        for event in due_pages(self.tx, &self.state.engine, self.settings, self.now)? {
+            self.record(&event)?;
+        }
+        Ok(())
+    }
+
+    fn record(&mut self, event: &AlertEvent) -> Result<(), JournalError> {
+        record_event(
+            self.tx,
+            &self.state.engine,
+            self.settings,
+            event,
+            self.now,
+            &mut self.fx,
+        )
+    }
+
+    /// The station state the group changed, the dead-letter cap; what to announce.
+    fn finish(self) -> Result<Effects, JournalError> {
+        save_station_state(self.tx, self.state, &self.fx.touched)?;
+        if let Some(newest) = self.newest_dead_letter {
+            journal::cap_dead_letters(self.tx, newest, self.settings.limits.max_dead_letters)?;
+        }
+        Ok(self.fx)
     }
 }
 
