@@ -227,6 +227,8 @@ renotify = "2s"
             .influx_v1(&influx, "hydro")
             .influxdb(r#"flush_interval = "10ms""#)
             .influxdb("batch_size = 50")
+            // Half the acknowledgements below are refused (403) on purpose: not an attack.
+            .http("max_failed_auth = 100000")
             .body(&body)
             .build(),
         Duration::from_secs(30),

@@ -71,6 +71,8 @@ pub async fn run(
     let mut acks = Acknowledgements::default();
     // Decoded messages the writer's queue had no room for yet, in arrival order.
     let mut waiting: VecDeque<Command> = VecDeque::new();
+    // The subscription of the current connection, until the client has taken it.
+    let mut subscription: Option<Vec<rumqttc::SubscribeFilter>> = None;
     let mut backoff = Duration::from_millis(200);
     loop {
         // The poll future is never dropped before it completes (rumqttc's poll is not
@@ -79,7 +81,14 @@ pub async fn run(
             let poll = eventloop.poll();
             tokio::pin!(poll);
             loop {
-                acks.flush(&client);
+                if let Some(filters) = &subscription {
+                    if client.try_subscribe_many(filters.clone()).is_ok() {
+                        subscription = None;
+                    }
+                }
+                if subscription.is_none() {
+                    acks.flush(&client);
+                }
                 if waiting.len() >= MAX_WAITING {
                     // Far more than any broker keeps in flight for one client: hold the
                     // event loop until the writer takes some (the keep-alive may lapse).
@@ -120,14 +129,10 @@ pub async fn run(
                     .iter()
                     .map(|t| rumqttc::SubscribeFilter::new(t.clone(), QoS::AtLeastOnce))
                     .collect();
-                // Subscribing awaits the request channel, which only this loop drains: do it
-                // from another task.
-                let c = client.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = c.subscribe_many(filters).await {
-                        tracing::error!(error = %e, "cannot queue the subscription");
-                    }
-                });
+                // Queued by the loop below before any acknowledgement: acknowledgements keep
+                // the client's request channel full under a backlog, and a subscription
+                // waiting behind them would never go out (and readiness never return).
+                subscription = Some(filters);
             }
             Ok(Event::Incoming(Packet::SubAck(ack))) => {
                 let refused = ack
