@@ -32,10 +32,12 @@ use crate::config::Settings;
 use crate::model::{now_millis, AckToken, RefusedPayload};
 use crate::writer::{Command, Decoded, Inbound, Receipt};
 
-/// Decoded messages held while the writer's queue is full. Brokers keep far fewer in flight
-/// for one client (Mosquitto's `max_inflight_messages`: 20 by default, 1000 in
-/// `deploy/mosquitto.conf`), so this bound only matters with a broker that sets no limit.
-const MAX_WAITING: usize = 20_000;
+/// Decoded messages held while the writer's queue is full, beyond which the event loop waits
+/// for the writer after all. As large as the writer's own queue: enough to keep the
+/// keep-alive answered through a commit or two, without holding a broker's whole in-flight
+/// window of decoded messages in memory (measured: that doubled peak RSS on 100-reading
+/// messages; docs/performance.md).
+const MAX_WAITING: usize = crate::writer::QUEUE;
 
 /// MQTT's own ceiling on a packet (the remaining length field's maximum).
 const MQTT_MAX_PACKET: usize = 268_435_455;
