@@ -311,7 +311,7 @@ impl Writer {
                         tracing::error!(error = %e, failures,
                             "cannot write the journal; ingestion paused, retrying (logged at most once a minute)");
                     }
-                    if failures >= ISOLATE_AFTER && !journal::is_transient(&e) && group.len() > 1 {
+                    if failures >= ISOLATE_AFTER && !journal::is_transient(&e) {
                         self.isolate(group);
                         return;
                     }
@@ -338,6 +338,11 @@ impl Writer {
                 .and_then(|()| self.commit_group(std::slice::from_ref(&command)));
             match outcome {
                 Ok(fx) => self.announce(vec![command], fx),
+                // The disk filled up meanwhile: this one is not poison, it waits like any.
+                Err(e) if journal::is_transient(&e) => {
+                    self.stale = true;
+                    self.commit(vec![command]);
+                }
                 Err(e) => {
                     self.stale = true;
                     match command {
@@ -346,7 +351,9 @@ impl Writer {
                         }
                         Command::Message(inbound) => {
                             tracing::error!(topic = %inbound.topic, error = %e,
-                            "even the dead letter of this message cannot be stored; acknowledging it")
+                                "even the dead letter of this message cannot be stored; acknowledging it");
+                            // Otherwise the broker would deliver it again, forever.
+                            self.announce(vec![Command::Message(inbound)], Effects::default());
                         }
                         _ => tracing::error!(error = %e, "command dropped: the journal refuses it"),
                     }
