@@ -286,9 +286,24 @@ impl Writer {
     /// Commits one group, however long that takes: a write error (disk full, I/O error)
     /// rolls the transaction back, brings the rules' state back to what was committed, and
     /// tries the same group again with backoff. Nothing is acknowledged meanwhile, so
-    /// nothing is lost, and nothing is evaluated twice.
+    /// nothing is lost, and nothing is evaluated twice. A group that keeps failing for a
+    /// reason that is not transient is split ([`Writer::isolate`]).
     pub fn commit(&mut self, group: Vec<Command>) {
+        if let Err(group) = self.commit_retrying(group, true) {
+            self.isolate(group);
+        }
+    }
+
+    /// Tries `group` until it commits. With `may_isolate`, gives the group back after
+    /// [`ISOLATE_AFTER`] consecutive failures that are not transient; otherwise waits for
+    /// the journal as long as it takes.
+    fn commit_retrying(
+        &mut self,
+        group: Vec<Command>,
+        may_isolate: bool,
+    ) -> Result<(), Vec<Command>> {
         let mut failures = 0_u32;
+        let mut poisoned = 0_u32;
         loop {
             let attempt = match self.reload_if_stale() {
                 Ok(()) => self.commit_group(&group),
@@ -300,10 +315,14 @@ impl Writer {
                         tracing::info!(failures, "journal writable again; ingestion resumes");
                     }
                     self.announce(group, fx);
-                    return;
+                    return Ok(());
                 }
                 Err(e) => {
                     failures += 1;
+                    poisoned = match journal::is_transient(&e) {
+                        true => 0,
+                        false => poisoned + 1,
+                    };
                     self.stale = true;
                     self.shared.journal_paused.store(true, Ordering::SeqCst);
                     metrics::counter!("hydrowatch_journal_write_errors_total").increment(1);
@@ -311,9 +330,8 @@ impl Writer {
                         tracing::error!(error = %e, failures,
                             "cannot write the journal; ingestion paused, retrying (logged at most once a minute)");
                     }
-                    if failures >= ISOLATE_AFTER && !journal::is_transient(&e) {
-                        self.isolate(group);
-                        return;
+                    if may_isolate && poisoned >= ISOLATE_AFTER {
+                        return Err(group);
                     }
                     let wait = Duration::from_millis(100)
                         .saturating_mul(1 << failures.min(10))
@@ -324,9 +342,12 @@ impl Writer {
         }
     }
 
-    /// Commits a group that keeps failing one command at a time. A message that cannot be
-    /// stored even alone becomes a dead letter (cause `unstorable`); an acknowledgement or
-    /// tick that cannot is dropped (the API answers 503; the next tick comes in seconds).
+    /// Commits a group that keeps failing one command at a time, so that one poison message
+    /// cannot hold back the rest: a message that cannot be stored alone becomes a dead
+    /// letter (cause `unstorable`); an acknowledgement or tick that cannot is dropped (the API
+    /// answers 503; the next tick comes in seconds). When the journal cannot even be read
+    /// back, or refuses the dead letter too, the fault is the journal's, not the message's:
+    /// the writer waits for it, acknowledging nothing.
     fn isolate(&mut self, group: Vec<Command>) {
         tracing::warn!(
             commands = group.len(),
@@ -336,28 +357,26 @@ impl Writer {
             let outcome = self
                 .reload_if_stale()
                 .and_then(|()| self.commit_group(std::slice::from_ref(&command)));
-            match outcome {
-                Ok(fx) => self.announce(vec![command], fx),
-                // The disk filled up meanwhile: this one is not poison, it waits like any.
-                Err(e) if journal::is_transient(&e) => {
-                    self.stale = true;
-                    self.commit(vec![command]);
+            let error = match outcome {
+                Ok(fx) => {
+                    self.announce(vec![command], fx);
+                    continue;
                 }
-                Err(e) => {
-                    self.stale = true;
-                    match command {
-                        Command::Message(inbound) if !inbound.is_dead_letter() => {
-                            self.commit(vec![Command::Message(inbound.unstorable(&e))]);
-                        }
-                        Command::Message(inbound) => {
-                            tracing::error!(topic = %inbound.topic, error = %e,
-                                "even the dead letter of this message cannot be stored; acknowledging it");
-                            // Otherwise the broker would deliver it again, forever.
-                            self.announce(vec![Command::Message(inbound)], Effects::default());
-                        }
-                        _ => tracing::error!(error = %e, "command dropped: the journal refuses it"),
-                    }
+                Err(e) => e,
+            };
+            self.stale = true;
+            let readable = self.reload_if_stale().is_ok();
+            match command {
+                Command::Message(inbound)
+                    if readable && !journal::is_transient(&error) && !inbound.is_dead_letter() =>
+                {
+                    let letter = Command::Message(inbound.unstorable(&error));
+                    let _ = self.commit_retrying(vec![letter], false);
                 }
+                Command::Message(inbound) => {
+                    let _ = self.commit_retrying(vec![Command::Message(inbound)], false);
+                }
+                _ => tracing::error!(error = %error, "command dropped: the journal refuses it"),
             }
         }
     }

@@ -349,10 +349,12 @@ impl Engine {
     /// Wall-clock tick: a station silent for its `offline_after` goes offline (observed at
     /// `now`). Only the next reading brings it back.
     ///
-    /// For a station that reports live, the rain windows and the dry spell also move on with
-    /// the clock once its rain gauge has been silent longer than its period: a gauge that
-    /// reports only when it rains sends nothing to slide its windows, and its `rain_1h` would
-    /// otherwise stay firing, and its dry spell stand still, until the next rain.
+    /// For a station that reports live and is not offline, the rain windows and the dry spell
+    /// also move on with the clock once its rain gauge has been silent longer than its
+    /// period: a gauge that reports rain only when it rains (and otherwise only its battery,
+    /// or nothing within its `offline_after`) sends nothing to slide its windows, and its
+    /// `rain_1h` would otherwise stay firing, and its dry spell stand still, until the next
+    /// rain.
     pub fn tick(&mut self, now: Millis) -> Vec<AlertEvent> {
         let mut events = Vec::new();
         let Engine {
@@ -378,8 +380,11 @@ impl Engine {
                     events.push(emit(settings, &st.station, &tr, now, now, None));
                 }
             }
+            // A station gone silent is offline, not dry: its windows and dry days wait for
+            // it (the offline alert is the news), as they do for a replay of old data.
             if (st.station.rain.is_empty() && st.station.dry_spell.is_none())
                 || !st.live(settings.late_after)
+                || book.get(&st.station.id, "offline").is_some()
             {
                 continue;
             }

@@ -624,7 +624,10 @@ fn status_summarises_the_station() {
 
 #[test]
 fn windows_slide_on_the_clock_for_a_gauge_that_reports_only_when_it_rains() {
-    let mut e = engine();
+    // Such a gauge is configured to be allowed its silence.
+    let mut s = station();
+    s.offline_after = Duration::from_secs(6 * 3600);
+    let mut e = Engine::new(&settings(), &[s]);
     let out = feed(&mut e, rain(30, 50.0));
     assert_eq!(
         summary(&out),
@@ -634,7 +637,7 @@ fn windows_slide_on_the_clock_for_a_gauge_that_reports_only_when_it_rains() {
         ]
     );
     // Nothing more arrives: the wall clock moves the windows on (the station reports live:
-    // its readings were on time). The station also goes offline meanwhile.
+    // its readings were on time, and it is not offline).
     let rain_events = |e: &mut Engine, minutes: Millis| {
         let out: Vec<AlertEvent> = e
             .tick(t0() + minutes * MIN)
@@ -676,26 +679,67 @@ fn a_replayed_storm_is_not_slid_by_the_clock() {
 }
 
 #[test]
-fn the_dry_spell_counts_on_the_clock_for_a_silent_gauge() {
+fn the_dry_spell_counts_on_the_clock_for_a_gauge_that_reports_no_rain() {
     let mut e = engine();
     let day = 24 * 60;
-    // One wet report on 20 July, then nothing: such a gauge sends nothing on dry days. The
-    // sixteenth dry day (21 July to 5 August) completes at 08:00 on 6 August.
+    // One wet report on 20 July, then only the daily battery report: such a gauge sends no
+    // rain on dry days. The sixteenth dry day (21 July to 5 August) completes at 08:00 on
+    // 6 August.
     assert!(feed(&mut e, rain(60, 5.0))
         .iter()
         .all(|ev| ev.rule != "dry_spell"));
-    assert!(e
-        .tick(t0() + (17 * day - 1) * MIN)
-        .iter()
-        .all(|ev| ev.rule != "dry_spell"));
+    let battery = |minutes: Millis| {
+        let mut r = Reading::empty(ID, t0() + minutes * MIN);
+        r.battery_v = Some(12.6);
+        r
+    };
+    let mut fired = Vec::new();
+    for d in 1..=17 {
+        // The report arrives at 06:00 and keeps the station from going offline (15 min)
+        // only briefly; the tick right after it judges the day.
+        feed(&mut e, battery(d * day - 120));
+        fired.extend(
+            e.tick(t0() + (d * day - 119) * MIN)
+                .into_iter()
+                .chain(e.tick(t0() + (d * day + 1) * MIN))
+                .filter(|ev| ev.rule == "dry_spell"),
+        );
+    }
+    assert_eq!(summary(&fired), vec![]);
+    feed(&mut e, battery(17 * day + 1));
     let out: Vec<_> = e
-        .tick(t0() + (17 * day + 1) * MIN)
+        .tick(t0() + (17 * day + 2) * MIN)
         .into_iter()
         .filter(|ev| ev.rule == "dry_spell")
         .collect();
     assert_eq!(
         summary(&out),
-        vec![ev("dry_spell", Firing, "light", 17 * day + 1)]
+        vec![ev("dry_spell", Firing, "light", 17 * day + 2)]
+    );
+}
+
+#[test]
+fn an_offline_station_is_not_counted_dry_nor_its_rain_slid() {
+    let mut e = engine();
+    let day = 24 * 60;
+    feed(&mut e, rain(30, 50.0));
+    // Silent past offline_after (15 min): offline; its windows and dry days wait for it.
+    let out: Vec<_> = e
+        .tick(t0() + 20 * day * MIN)
+        .into_iter()
+        .map(|ev| ev.rule)
+        .collect();
+    assert_eq!(out, vec!["offline".to_string()]);
+    assert!(e
+        .tick(t0() + (20 * day + 1) * MIN)
+        .iter()
+        .all(|ev| ev.rule == "offline"));
+    assert_eq!(
+        e.open_alerts()
+            .filter(|a| a.rule.starts_with("rain_"))
+            .count(),
+        2,
+        "the storm's rain alerts stay open while the station is silent"
     );
 }
 
