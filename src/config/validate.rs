@@ -1370,4 +1370,166 @@ mod tests {
             .to_string();
         assert!(problems.contains("channels[0].id"), "{problems}");
     }
+
+    const TWO_TIER: &str = r#"rain_levels = [
+  { level = "prepare", name = "准备转移", windows = { "1h" = 35.0, "3h" = 55.0, "6h" = 70.0 } },
+  { level = "evacuate", name = "立即转移", windows = { "1h" = 45.0, "3h" = 75.0, "6h" = 95.0 } },
+]"#;
+
+    #[test]
+    fn rain_levels_are_read_in_order_with_their_windows() {
+        let text = format!("[[stations]]\nid = \"p01\"\n{TWO_TIER}\n");
+        let settings = load_from_str(&text).expect("valid");
+        let levels = &settings.stations[0].rain_levels;
+        let ids: Vec<&str> = levels.iter().map(|l| l.level.as_str()).collect();
+        assert_eq!(ids, ["prepare", "evacuate"]);
+        assert_eq!(levels[1].name, "立即转移");
+        let windows: Vec<(&str, u64, f64)> = levels[1]
+            .windows
+            .iter()
+            .map(|w| (w.label.as_str(), w.window.as_secs(), w.threshold_mm))
+            .collect();
+        assert_eq!(
+            windows,
+            [("1h", 3600, 45.0), ("3h", 10800, 75.0), ("6h", 21600, 95.0)]
+        );
+        assert_eq!(
+            settings.widest_rain_window(),
+            std::time::Duration::from_secs(6 * 3600)
+        );
+    }
+
+    #[test]
+    fn the_four_colour_scheme_is_a_county_default() {
+        let text = r#"
+[rules]
+rain_levels = [
+  { level = "blue", name = "蓝色预警", windows = { "1h" = 35, "3h" = 55, "6h" = 70, "24h" = 100 } },
+  { level = "yellow", name = "黄色预警", windows = { "1h" = 45, "3h" = 75, "6h" = 95, "24h" = 130 } },
+  { level = "orange", name = "橙色预警", windows = { "1h" = 60, "3h" = 100, "6h" = 120, "24h" = 160 } },
+  { level = "red", name = "红色预警", windows = { "1h" = 80, "3h" = 120, "6h" = 150, "24h" = 200 } },
+]
+
+[[stations]]
+id = "p01"
+
+[[stations]]
+id = "p02"
+rain_levels = []
+"#;
+        let settings = load_from_str(text).expect("valid");
+        let p01 = &settings.stations[0].rain_levels;
+        assert_eq!(p01.len(), 4);
+        assert_eq!(p01[3].windows[3].threshold_mm, 200.0);
+        assert!(
+            settings.stations[1].rain_levels.is_empty(),
+            "a station opts out"
+        );
+        assert_eq!(
+            settings.widest_rain_window(),
+            std::time::Duration::from_secs(24 * 3600)
+        );
+    }
+
+    #[test]
+    fn bad_rain_levels_name_their_key() {
+        let text = r#"
+[[stations]]
+id = "p01"
+rain_levels = [
+  { level = "prepare", windows = { "1h" = 35.0, "5m" = 10.0, "3h" = 0.0, "abc" = 3.0 } },
+  { level = "prepare", windows = { "1h" = 30.0, "60m" = 50.0 } },
+  { level = "evacuate", windows = {} },
+]
+"#;
+        let problems = load_from_str(text).expect_err("invalid").to_string();
+        for expected in [
+            "stations[p01].rain_levels[0].windows.5m: window must be a duration of 10 minutes",
+            "stations[p01].rain_levels[0].windows.abc: window must be",
+            "stations[p01].rain_levels[0].windows.3h: amount must be above 0 mm",
+            "stations[p01].rain_levels[1].level: level `prepare` is listed twice",
+            "stations[p01].rain_levels[1].windows.1h: 30 mm must be more than level `prepare`'s 35 mm for 1h",
+            "stations[p01].rain_levels[1].windows.60m: the same window as `1h`",
+            "stations[p01].rain_levels[2].windows: a level needs at least one window",
+        ] {
+            assert!(problems.contains(expected), "{expected}\nin:\n{problems}");
+        }
+        // Levels compare against the nearest earlier level with the window, not only the
+        // one just before.
+        let text = r#"
+[rules]
+rain_levels = [
+  { level = "blue", windows = { "1h" = 35.0 } },
+  { level = "yellow", windows = { "3h" = 75.0 } },
+  { level = "orange", windows = { "1h" = 35.0, "3h" = 100.0 } },
+]
+"#;
+        let problems = load_from_str(text).expect_err("invalid").to_string();
+        assert!(
+            problems.contains(
+                "rules.rain_levels[2].windows.1h: 35 mm must be more than level `blue`'s 35 mm"
+            ),
+            "{problems}"
+        );
+        assert!(!problems.contains("windows.3h"), "{problems}");
+    }
+
+    #[test]
+    fn zones_take_known_gauges_a_team_and_levels() {
+        let text = format!(
+            r#"{TEAM}
+[rules]
+{TWO_TIER}
+
+[[stations]]
+id = "p01"
+
+[[stations]]
+id = "p02"
+
+[[zones]]
+id = "v01"
+name = "山口村"
+team = "east"
+stations = ["p01", "p02"]
+"#
+        );
+        let settings = load_from_str(&text).expect("valid");
+        let zone = &settings.zones[0];
+        assert_eq!(zone.gauges, ["p01", "p02"]);
+        assert_eq!(zone.place.rain_levels.len(), 2, "the county default");
+        let place = settings.place("v01").expect("a zone is a place");
+        assert_eq!(
+            (place.name.as_str(), place.team.as_deref()),
+            ("山口村", Some("east"))
+        );
+        assert!(settings.station("v01").is_none(), "but not a station");
+
+        let text = r#"
+[[stations]]
+id = "p01"
+
+[[zones]]
+id = "p01"
+team = "nobody"
+stations = ["p01", "p07", "p01"]
+
+[[zones]]
+id = "v02"
+stations = []
+rain_levels = [{ level = "prepare", windows = { "1h" = -1.0 } }]
+"#;
+        let problems = load_from_str(text).expect_err("invalid").to_string();
+        for expected in [
+            "zones[p01].id: is also a station's id",
+            "zones[p01].team: unknown team `nobody`",
+            "zones[p01].stations: unknown station `p07`",
+            "zones[p01].stations: station `p01` is listed twice",
+            "zones[p01].rain_levels: a zone needs rain_levels (or rules.rain_levels)",
+            "zones[v02].stations: a zone needs at least one station",
+            "zones[v02].rain_levels[0].windows.1h: amount must be above 0 mm",
+        ] {
+            assert!(problems.contains(expected), "{expected}\nin:\n{problems}");
+        }
+    }
 }
