@@ -515,4 +515,57 @@ mod tests {
             "横排头 3h 雨量 52.0 mm ≥ 50.0 mm"
         );
     }
+
+    #[test]
+    fn rain_level_sentences_use_the_configured_names() {
+        use crate::config::{RainLevel, RainWindow};
+        let level = |id: &str, name: &str| RainLevel {
+            level: id.into(),
+            name: name.into(),
+            windows: vec![RainWindow {
+                label: "1h".into(),
+                window: Duration::from_secs(3600),
+                threshold_mm: 35.0,
+            }],
+        };
+        let mut s = station("石门", &[]);
+        s.rain_levels = vec![level("prepare", "准备转移"), level("evacuate", "立即转移")];
+        let mut e = event("rain_level", AlertState::Firing, "prepare", 36.0, 35.0);
+        e.window = Some("1h".into());
+        e.set_messages(&s, &Context::default());
+        assert_eq!(e.message, "石门 准备转移: 1h 雨量 36.0 mm ≥ 35.0 mm");
+        assert_eq!(
+            e.messages.en,
+            "石门 prepare to evacuate: 36.0 mm of rain in 1h ≥ 35.0 mm"
+        );
+        let mut ack = event(
+            "rain_level",
+            AlertState::Acknowledged,
+            "evacuate",
+            50.0,
+            45.0,
+        );
+        ack.acknowledged_by = Some("shimen".into());
+        ack.set_messages(&s, &Context::default());
+        assert_eq!(ack.message, "石门 立即转移告警已由 shimen 确认");
+
+        // A scheme named in English reads as written, in both languages.
+        let mut s = station("Stone Gate", &[]);
+        s.rain_levels = vec![level("amber", "amber alert")];
+        let mut e = event("rain_level", AlertState::Firing, "amber", 36.0, 35.0);
+        e.window = Some("1h".into());
+        let cx = Context {
+            gauge: Some("Upper Gauge"),
+            ..Context::default()
+        };
+        e.set_messages(&s, &cx);
+        assert_eq!(
+            e.message,
+            "Stone Gate amber alert: 36.0 mm of rain in 1h at Upper Gauge ≥ 35.0 mm"
+        );
+        assert_eq!(
+            e.messages.zh,
+            "Stone Gate amber alert: Upper Gauge 1h 雨量 36.0 mm ≥ 35.0 mm"
+        );
+    }
 }

@@ -88,6 +88,8 @@ struct StationState {
     /// Latest observation time of any reading: with `last_message_at`, whether the station
     /// reports live (a replay of an old flood does not).
     latest_observed: Option<Millis>,
+    /// The warning zones this gauge stands for (indices into `Engine::zones`).
+    zones: Vec<usize>,
 }
 
 impl StationState {
@@ -104,6 +106,7 @@ impl StationState {
             dry: DrySpellState::default(),
             last_message_at: None,
             latest_observed: None,
+            zones: Vec::new(),
         }
     }
 
@@ -191,11 +194,12 @@ impl Engine {
     /// The engine with warning `zones` (rule `rain_level` on several gauges). Their gauges
     /// keep rain for the zones' widest window too.
     pub fn with_zones(mut self, zones: &[Zone]) -> Engine {
-        for zone in zones {
+        for (index, zone) in zones.iter().enumerate() {
             let widest = zone.place.widest_rain_window();
             for gauge in &zone.gauges {
                 if let Some(st) = self.stations.get_mut(gauge) {
                     st.rain.keep_at_least(widest);
+                    st.zones.push(index);
                 }
             }
         }
@@ -359,14 +363,10 @@ impl Engine {
             // Dry days are counted from the gauge's own reports, not from its neighbours'.
             let dry_spell = rain_mm.is_some();
             events.extend(evaluate_rain(settings, st, book, end, now, dry_spell));
+            // Empty for most stations: no allocation.
+            let its_zones = st.zones.clone();
             events.extend(evaluate_zones(
-                settings,
-                zones,
-                stations,
-                book,
-                &[id],
-                end,
-                now,
+                settings, zones, &its_zones, stations, book, end, now,
             ));
         }
         events
@@ -389,8 +389,8 @@ impl Engine {
             zones,
             book,
         } = self;
-        // Gauges whose windows moved with the clock: their zones are judged after them.
-        let mut moved: Vec<String> = Vec::new();
+        // The zones of gauges whose windows moved with the clock, judged after them.
+        let mut moved: std::collections::BTreeSet<usize> = std::collections::BTreeSet::new();
         for st in stations.values_mut() {
             let Some(last) = st.last_message_at else {
                 continue;
@@ -411,11 +411,10 @@ impl Engine {
             }
             // A station gone silent is offline, not dry: its windows and dry days wait for
             // it (the offline alert is the news), as they do for a replay of old data.
-            let in_zone = zones.iter().any(|z| z.gauges.contains(&st.station.id));
             if (st.station.rain.is_empty()
                 && st.station.rain_levels.is_empty()
                 && st.station.dry_spell.is_none()
-                && !in_zone)
+                && st.zones.is_empty())
                 || !st.live(settings.late_after)
                 || book.get(&st.station.id, "offline").is_some()
             {
@@ -426,14 +425,12 @@ impl Engine {
             if now > end && now > heard.saturating_add(st.rain_period) {
                 st.rain_end = Some(now);
                 events.extend(evaluate_rain(settings, st, book, now, now, true));
-                if in_zone {
-                    moved.push(st.station.id.clone());
-                }
+                moved.extend(&st.zones);
             }
         }
-        let moved: Vec<&str> = moved.iter().map(String::as_str).collect();
+        let moved: Vec<usize> = moved.into_iter().collect();
         events.extend(evaluate_zones(
-            settings, zones, stations, book, &moved, now, now,
+            settings, zones, &moved, stations, book, now, now,
         ));
         events
     }
@@ -654,22 +651,19 @@ fn evaluate_rain(
     events
 }
 
-/// The zones of the `moved` gauges, each judged once, at `at` (observation time): every
-/// gauge of a zone at the latest time its own rain is known.
+/// The zones `judge` (indices into `zones`), each at `at` (observation time): every gauge of
+/// a zone at the latest time its own rain is known.
 fn evaluate_zones(
     settings: &RuleSettings,
     zones: &[Zone],
+    judge: &[usize],
     stations: &BTreeMap<String, StationState>,
     book: &mut AlertBook,
-    moved: &[&str],
     at: Millis,
     now: Millis,
 ) -> Vec<AlertEvent> {
     let mut events = Vec::new();
-    for zone in zones {
-        if !zone.gauges.iter().any(|g| moved.contains(&g.as_str())) {
-            continue;
-        }
+    for zone in judge.iter().filter_map(|i| zones.get(*i)) {
         let gauges: Vec<rain_level::Gauge> = zone
             .gauges
             .iter()

@@ -1024,3 +1024,33 @@ fn rain_level_survives_a_restart() {
     let before = e.open_alerts().find(|a| a.rule == "rain_level");
     assert_eq!(Some(&out[0].alert_id), before.map(|a| &a.alert_id));
 }
+
+#[test]
+fn a_zone_falls_back_on_the_clock_with_its_live_gauges() {
+    let mut a = gauge("p01", "石门");
+    a.rain_levels = Vec::new();
+    a.offline_after = Duration::from_secs(12 * 3600);
+    let zone = crate::config::Zone {
+        place: gauge("v01", "山口村"),
+        gauges: vec!["p01".into()],
+    };
+    let mut e = Engine::new(&settings(), &[a]).with_zones(&[zone]);
+    let out = feed(&mut e, rain_at("p01", 0, 40.0));
+    assert_eq!(
+        levels(&out),
+        vec![lv(Firing, "prepare", "1h", 40.0, 35.0, 0)]
+    );
+    // The hour passes with nothing from the gauge: 3h 40 < 55, 6h 40 < 70.
+    assert!(levels(&e.tick(t0() + 59 * MIN)).is_empty());
+    // Resolved, named on the window closest to prepare: 3h 40/55 (6h 40/70, 1h 0/35).
+    let out = e.tick(t0() + 60 * MIN);
+    assert_eq!(
+        levels(&out),
+        vec![lv(Resolved, "prepare", "3h", 40.0, 55.0, 60)]
+    );
+    assert_eq!(out[0].station, "v01");
+    assert_eq!(
+        out[0].message,
+        "山口村 准备转移 解除: 各时段雨量均低于指标 (石门 3h 雨量 40.0 mm < 55.0 mm)"
+    );
+}
