@@ -366,6 +366,15 @@ async fn a_replayed_storm_raises_and_lowers_rain_levels_at_the_readings_the_wind
         .map(|a| a["events"].as_array().map_or(0, |e| e.len()))
         .sum();
     assert_eq!(recorded, expected_p01().len() + expected_zone().len());
+    let windows: Vec<&str> = alerts
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter(|a| a["station"] == "p01" && a["rule"] == "rain_level")
+        .flat_map(|a| a["events"].as_array().into_iter().flatten())
+        .filter_map(|e| e["window"].as_str())
+        .collect();
+    assert_eq!(windows, ["1h", "3h", "6h", "6h"]);
 }
 
 #[test]
