@@ -209,6 +209,8 @@ pub struct Writer {
     shared: Arc<Shared>,
     hooks: Hooks,
     log_limiter: LogLimiter,
+    /// When the write-ahead log's size was last looked at.
+    wal_checked: std::time::Instant,
 }
 
 /// Where an acknowledgement's outcome is sent.
@@ -231,6 +233,8 @@ struct Effects {
     events: Vec<&'static str>,
 }
 
+/// How often the writer looks at the size of the write-ahead log.
+const WAL_CHECK_EVERY: Duration = Duration::from_secs(2);
 /// Slowest retry of a failing commit.
 const MAX_RETRY: Duration = Duration::from_secs(5);
 /// A group that fails this often for a reason that is not transient is committed one
@@ -254,6 +258,7 @@ impl Writer {
             shared,
             hooks,
             log_limiter: LogLimiter::default(),
+            wal_checked: std::time::Instant::now(),
         };
         writer.publish_state(None, true);
         Ok(writer)
@@ -276,8 +281,39 @@ impl Writer {
                 }
             }
             self.commit(group);
+            self.bound_wal();
         }
         Ok(())
+    }
+
+    /// Keeps the write-ahead log under `journal.max_wal_bytes`: looked at every two seconds
+    /// of writing, truncated when it is larger.
+    fn bound_wal(&mut self) {
+        if self.wal_checked.elapsed() < WAL_CHECK_EVERY {
+            return;
+        }
+        self.wal_checked = std::time::Instant::now();
+        let path = &self.settings.journal.path;
+        let before = journal::wal_bytes(path);
+        metrics::gauge!("hydrowatch_journal_wal_bytes").set(before as f64);
+        if before <= self.settings.journal.max_wal_bytes {
+            return;
+        }
+        match journal::truncate_wal(&self.conn) {
+            Ok(true) => {
+                tracing::debug!(before, "write-ahead log checkpointed and truncated");
+                metrics::gauge!("hydrowatch_journal_wal_bytes")
+                    .set(journal::wal_bytes(path) as f64);
+            }
+            Ok(false) | Err(_) if !self.log_limiter.allow("wal", now_millis()) => {}
+            Ok(false) => tracing::warn!(
+                wal_bytes = before,
+                "the write-ahead log is over journal.max_wal_bytes and readers kept it busy; \
+                 trying again (logged at most once a minute)"
+            ),
+            Err(e) => tracing::warn!(error = %e, wal_bytes = before,
+                "cannot checkpoint the write-ahead log; trying again (logged at most once a minute)"),
+        }
     }
 
     /// Commits one group, however long that takes: a write error (disk full, I/O error)

@@ -769,3 +769,87 @@ async fn a_long_backlog_drains_on_one_connection() {
     );
     assert_eq!(received, total as f64, "deliveries of {total} messages");
 }
+
+// ---------------------------------------------------------------------------
+// 11. Readers that never let go (the forwarder, the API, Grafana's SQLite plugin, a backup)
+//     must not let the write-ahead log grow without bound: SQLite restarts the log only when
+//     a checkpoint has caught up with no reader in it, which a busy journal may never see.
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_write_ahead_log_stays_bounded_under_constant_readers() {
+    let mqtt = Mosquitto::start(false);
+    let body = ONE_STATION;
+    let hw = Hydrowatch::start_ready(
+        &HwConfig::new(&mqtt)
+            .journal_line("max_wal_bytes = 1048576")
+            .body(body)
+            .build(),
+        Duration::from_secs(30),
+    );
+    let path = hw.dir().join("journal.db");
+    let wal = hw.dir().join("journal.db-wal");
+    // Two readers in turn, so that one always holds a snapshot.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..2)
+        .map(|i| {
+            let (path, stop) = (path.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let conn = rusqlite::Connection::open(&path).unwrap();
+                conn.busy_timeout(Duration::from_secs(5)).unwrap();
+                std::thread::sleep(Duration::from_millis(7 * i));
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    conn.execute_batch("BEGIN").unwrap();
+                    let _: i64 = conn
+                        .query_row("SELECT count(*) FROM readings", [], |r| r.get(0))
+                        .unwrap();
+                    std::thread::sleep(Duration::from_millis(15));
+                    conn.execute_batch("COMMIT").unwrap();
+                }
+            })
+        })
+        .collect();
+    let t = now_s() - 86_400;
+    let mut largest = 0_u64;
+    let per_message = 100;
+    let rounds = 10;
+    for round in 0..rounds {
+        let messages: Vec<_> = (0..50)
+            .map(|m| {
+                let base = t + (round * 50 + m) * per_message;
+                let readings: Vec<String> = (0..per_message)
+                    .map(|k| format!(r#"{{"time":{},"level_m":1.5}}"#, base + k))
+                    .collect();
+                (
+                    "hydro/S1/data".to_string(),
+                    format!("[{}]", readings.join(",")).into_bytes(),
+                )
+            })
+            .collect();
+        publish_all(mqtt.port(), messages).await;
+        let expected = ((round + 1) * 50 * per_message) as usize;
+        wait_until_async(Duration::from_secs(60), "the round stored", || {
+            largest = largest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+            stored(&hw) == expected
+        })
+        .await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for r in readers {
+        r.join().unwrap();
+    }
+    // Give the writer one more check of its log after the last commit.
+    wait_until_async(
+        Duration::from_secs(20),
+        "the log truncated (limit 1 MiB)",
+        || {
+            largest = largest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+            std::fs::metadata(&wal).map_or(0, |m| m.len()) <= 4 << 20
+        },
+    )
+    .await;
+    assert!(
+        largest <= 8 << 20,
+        "the write-ahead log reached {largest} bytes with a limit of 1 MiB"
+    );
+}

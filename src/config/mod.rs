@@ -122,6 +122,8 @@ pub struct JournalSettings {
     pub path: PathBuf,
     /// Forwarded readings older than this are deleted; unforwarded ones never are.
     pub retention: Duration,
+    /// The write-ahead log is checkpointed and truncated when it grows past this.
+    pub max_wal_bytes: u64,
 }
 
 /// The HTTP listener (API, metrics, board).

@@ -17,6 +17,7 @@ keep_alive = "30s"
 [journal]
 path = "var/hydrowatch.db"
 retention = "30d"
+max_wal_bytes = 67108864
 
 [http]
 listen = "127.0.0.1:8080"
@@ -103,6 +104,7 @@ fn default_api() -> String {
 pub struct RawJournal {
     pub path: String,
     pub retention: String,
+    pub max_wal_bytes: u64,
 }
 
 #[derive(Debug, Deserialize)]

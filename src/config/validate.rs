@@ -108,7 +108,15 @@ pub(super) fn validate(mut raw: RawSettings, origins: &Origins) -> Result<Settin
         retention: cx.duration(&raw.journal.retention, |c, m| {
             c.section("journal", "retention", m)
         }),
+        max_wal_bytes: raw.journal.max_wal_bytes,
     };
+    if journal.max_wal_bytes < 1 << 20 {
+        cx.section(
+            "journal",
+            "max_wal_bytes",
+            "must be at least 1048576 (1 MiB): a smaller log is checkpointed after every commit",
+        );
+    }
     let read_token = secret(
         raw.http.read_token.take(),
         raw.http.read_token_file.take(),

@@ -153,6 +153,24 @@ pub fn open(path: &Path) -> Result<Connection, JournalError> {
     Ok(conn)
 }
 
+/// The size of the journal's write-ahead log (`<path>-wal`), 0 when there is none.
+pub fn wal_bytes(path: &Path) -> u64 {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    std::fs::metadata(wal).map_or(0, |m| m.len())
+}
+
+/// Copies the write-ahead log into the database and truncates it to zero bytes. SQLite
+/// restarts its log only when a checkpoint has caught up while no reader is in the log,
+/// which a journal written and read without pause may never see: its log would grow for
+/// ever. This waits (the connection's busy timeout) for the readers in the log to finish,
+/// holding the write lock so that no new frames arrive. False when readers outlasted the
+/// wait; the next call tries again.
+pub fn truncate_wal(conn: &Connection) -> Result<bool, JournalError> {
+    let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+    Ok(busy == 0)
+}
+
 /// Brings a journal written by an earlier version up to this schema.
 fn migrate(conn: &Connection) -> Result<(), JournalError> {
     let has_bytes: bool = conn.query_row(

@@ -10,6 +10,7 @@ pub struct HwConfig {
     mqtt: Vec<String>,
     influxdb: Vec<String>,
     journal: String,
+    journal_lines: Vec<String>,
     http: Vec<String>,
     body: String,
 }
@@ -29,6 +30,7 @@ impl HwConfig {
             ],
             influxdb: Vec::new(),
             journal: "{dir}/journal.db".into(),
+            journal_lines: Vec::new(),
             http: vec![quoted("listen", "127.0.0.1:{http_port}")],
             body: String::new(),
         }
@@ -71,6 +73,12 @@ impl HwConfig {
         self
     }
 
+    /// One more line in `[journal]`.
+    pub fn journal_line(mut self, line: &str) -> HwConfig {
+        self.journal_lines.push(line.into());
+        self
+    }
+
     /// One more line in `[http]`.
     pub fn http(mut self, line: &str) -> HwConfig {
         self.http.push(line.into());
@@ -89,6 +97,9 @@ impl HwConfig {
             out += &format!("\n[influxdb]\n{}\n", self.influxdb.join("\n"));
         }
         out += &format!("\n[journal]\n{}\n", quoted("path", &self.journal));
+        for line in &self.journal_lines {
+            out += &format!("{line}\n");
+        }
         out += &format!("\n[http]\n{}\n\n", self.http.join("\n"));
         out + &self.body
     }
