@@ -30,11 +30,32 @@ pub struct Settings {
     pub limits: Limits,
     /// The SL 651 telemetry centre, when configured.
     pub sl651: Option<Sl651Settings>,
+    /// The named people alerts reach (叫应), with their superiors.
+    pub people: Vec<Person>,
     pub teams: Vec<Team>,
     pub stations: Vec<Station>,
 }
 
 impl Settings {
+    /// Looks a person up by id.
+    pub fn person(&self, id: &str) -> Option<&Person> {
+        self.people.iter().find(|p| p.id == id)
+    }
+
+    /// The person whose phone this is (digits compared, so `+86 138-0000-0001` matches
+    /// `13800000001`).
+    pub fn person_by_phone(&self, phone: &str) -> Option<&Person> {
+        let wanted = phone_digits(phone);
+        if wanted.is_empty() {
+            return None;
+        }
+        self.people.iter().find(|p| {
+            p.phone
+                .as_deref()
+                .is_some_and(|own| same_phone(&phone_digits(own), &wanted))
+        })
+    }
+
     /// Looks a station up by id.
     pub fn station(&self, id: &str) -> Option<&Station> {
         self.stations.iter().find(|s| s.id == id)
@@ -293,6 +314,32 @@ pub struct Station {
     pub sl651_level: crate::sl651::LevelElement,
 }
 
+/// The digits of a phone number.
+pub fn phone_digits(phone: &str) -> String {
+    phone.chars().filter(char::is_ascii_digit).collect()
+}
+
+/// Two numbers (digits only) are the same phone when equal, or equal but for a country code
+/// in front of the longer one (`8613800000001` and `13800000001`).
+fn same_phone(a: &str, b: &str) -> bool {
+    let (long, short) = if a.len() >= b.len() { (a, b) } else { (b, a) };
+    long == short || (short.len() >= 7 && long.ends_with(short) && long.len() - short.len() <= 3)
+}
+
+/// A named person an alert can reach (`[[people]]`).
+#[derive(Debug, Clone)]
+pub struct Person {
+    pub id: String,
+    pub name: String,
+    pub phone: Option<String>,
+    /// A free label: county, town, village, dike, reservoir...
+    pub role: Option<String>,
+    /// Who is called when this person does not answer in time.
+    pub superior: Option<String>,
+    /// User ids on chat platforms, by channel kind (`wecom`, `dingtalk`, `feishu`).
+    pub chat_ids: Vec<(String, String)>,
+}
+
 /// A patrol team and how to reach it.
 #[derive(Debug, Clone)]
 pub struct Team {
@@ -304,6 +351,8 @@ pub struct Team {
     pub escalation: Vec<Escalation>,
     /// Re-notify this often while an alert is open and unacknowledged.
     pub renotify: Option<Duration>,
+    /// 叫应 deadline: a page nobody acknowledges this long is unanswered.
+    pub respond_within: Option<Duration>,
     pub language: Language,
 }
 
@@ -325,9 +374,11 @@ pub fn team_by_token<'a>(teams: &'a [Team], presented: &str) -> Option<&'a Team>
     })
 }
 
-/// A team member.
+/// A team member: a person of `[[people]]` by id, or written inline (name and phone).
 #[derive(Debug, Clone)]
 pub struct Member {
+    /// The person's id, for members listed by id.
+    pub person: Option<String>,
     pub name: String,
     pub phone: Option<String>,
 }
@@ -402,6 +453,8 @@ pub struct Channel {
     pub give_up_after: Duration,
     /// Extra HTTP headers sent with every request.
     pub headers: Vec<(String, String)>,
+    /// The key a callee presses to confirm a call (callbacks to this channel), default "1".
+    pub confirm_digit: String,
 }
 
 impl Channel {
@@ -455,6 +508,7 @@ mod tests {
             channels: Vec::new(),
             escalation: Vec::new(),
             renotify: None,
+            respond_within: None,
             language: Language::Chinese,
         }
     }

@@ -51,9 +51,25 @@ pub struct RawSettings {
     #[serde(default)]
     pub catalog: Vec<String>,
     #[serde(default)]
+    pub people: Vec<RawPerson>,
+    #[serde(default)]
     pub teams: Vec<RawTeam>,
     #[serde(default)]
     pub stations: Vec<RawStation>,
+}
+
+/// A named person (`[[people]]`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPerson {
+    pub id: String,
+    pub name: Option<String>,
+    pub phone: Option<String>,
+    pub role: Option<String>,
+    pub superior: Option<String>,
+    /// Chat user ids by platform: `{ wecom = "WangDa", dingtalk = "..." }`.
+    #[serde(default)]
+    pub chat_ids: IndexMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -218,12 +234,22 @@ pub struct RawTeam {
     #[serde(default)]
     pub escalation: Vec<RawEscalation>,
     pub renotify: Option<String>,
+    /// 叫应 deadline for an acknowledgement of a page.
+    pub respond_within: Option<String>,
     pub language: Option<String>,
+}
+
+/// A team member: a person's id, or an inline table.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawMember {
+    Person(String),
+    Inline(RawInlineMember),
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawMember {
+pub struct RawInlineMember {
     pub name: String,
     pub phone: Option<String>,
 }
@@ -256,6 +282,8 @@ pub struct RawChannel {
     /// Extra HTTP headers (an SMS gateway's API key, for instance).
     #[serde(default)]
     pub headers: IndexMap<String, String>,
+    /// The key that confirms a call in a provider's callback (default "1").
+    pub confirm_digit: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

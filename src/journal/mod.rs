@@ -113,6 +113,36 @@ CREATE TABLE IF NOT EXISTS alert_pages (
     PRIMARY KEY (alert_id, team)
 ) WITHOUT ROWID;
 
+-- 叫应 (notify::callout): each step taken for a team's round of an alert (the round starts
+-- when the alert last needed an answer, `since_ms`); `people` is a JSON array of person ids.
+CREATE TABLE IF NOT EXISTS callout_steps (
+    alert_id TEXT    NOT NULL,
+    team     TEXT    NOT NULL,
+    since_ms INTEGER NOT NULL,
+    step     INTEGER NOT NULL,
+    at_ms    INTEGER NOT NULL,
+    people   TEXT    NOT NULL,
+    PRIMARY KEY (alert_id, team, since_ms, step)
+) WITHOUT ROWID;
+
+-- The callout audit (notify::callout_log): every page, call result and acknowledgement with
+-- its time and person. Deliveries are read from the outbox.
+CREATE TABLE IF NOT EXISTS callout_log (
+    id       INTEGER PRIMARY KEY,
+    alert_id TEXT    NOT NULL,
+    at_ms    INTEGER NOT NULL,
+    kind     TEXT    NOT NULL,
+    team     TEXT,
+    person   TEXT,
+    name     TEXT,
+    phone    TEXT,
+    channel  TEXT,
+    event_id TEXT,
+    detail   TEXT
+);
+CREATE INDEX IF NOT EXISTS callout_log_alert ON callout_log (alert_id, id);
+CREATE INDEX IF NOT EXISTS callout_log_person ON callout_log (person, id);
+
 -- Every SL 651 frame as received (all packets of a multi-packet report), for audit: the
 -- readings keep only the mapped elements. Deleted after `journal.retention`, like readings.
 CREATE TABLE IF NOT EXISTS sl651_frames (

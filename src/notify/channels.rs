@@ -38,12 +38,14 @@ fn state_words(state: AlertState, language: Language) -> &'static str {
         (Language::Chinese, AlertState::Deescalated) => "降级",
         (Language::Chinese, AlertState::Resolved) => "解除",
         (Language::Chinese, AlertState::Acknowledged) => "已确认",
+        (Language::Chinese, AlertState::Unanswered) => "未应答",
         (Language::English, AlertState::Pending) => "PENDING",
         (Language::English, AlertState::Firing) => "FIRING",
         (Language::English, AlertState::Escalated) => "ESCALATED",
         (Language::English, AlertState::Deescalated) => "DE-ESCALATED",
         (Language::English, AlertState::Resolved) => "RESOLVED",
         (Language::English, AlertState::Acknowledged) => "ACKNOWLEDGED",
+        (Language::English, AlertState::Unanswered) => "UNANSWERED",
     }
 }
 

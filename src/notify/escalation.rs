@@ -181,6 +181,7 @@ pub fn pages(
                     team,
                     from_team: None,
                     unacknowledged_since: since,
+                    call: None,
                 },
                 Due::Escalate { from, to, since } => {
                     tracing::warn!(alert_id = %alert.alert_id, station = %alert.station, from = %from, to = %to,
@@ -190,6 +191,7 @@ pub fn pages(
                         team: to,
                         from_team: Some(from),
                         unacknowledged_since: since,
+                        call: None,
                     }
                 }
             };

@@ -10,6 +10,8 @@
 //! receiver refuses for good, or that keeps failing past the channel's `give_up_after`, is
 //! marked failed ([`outcome`]) and stops holding back the rows behind it.
 
+pub mod callout;
+pub mod callout_log;
 pub mod channels;
 pub mod dispatch;
 pub mod escalation;
