@@ -128,6 +128,10 @@ pub struct AlertEvent {
     /// Seconds to reach `next_stage` at the current rate.
     pub time_to_next_stage_s: Option<f64>,
     pub acknowledged_by: Option<String>,
+    /// On an `acknowledged` event: the person who answered (a person id, or an inline
+    /// member's name), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged_person: Option<String>,
     /// Set on a reminder or an escalation page: the alert did not change, somebody is paged
     /// (again) because nobody acknowledged it. Absent on lifecycle events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -249,6 +253,7 @@ impl AlertEvent {
             next_stage: None,
             time_to_next_stage_s: None,
             acknowledged_by: alert.acknowledged_by.clone(),
+            acknowledged_person: None,
             page: None,
         }
     }

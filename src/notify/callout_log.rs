@@ -434,3 +434,111 @@ pub fn csv(settings: &Settings, entries: &[Entry]) -> Result<Vec<u8>, csv::Error
     }
     w.into_inner().map_err(|e| e.into_error().into())
 }
+
+/// Logs an acknowledgement with the person who answered (when known).
+pub fn log_acknowledgement(
+    conn: &Connection,
+    settings: &Settings,
+    event: &AlertEvent,
+    team: &str,
+    person: Option<&str>,
+    now: Millis,
+) -> Result<(), JournalError> {
+    let mut e = Entry::new(&event.alert_id, now, "acknowledgement");
+    e.team = Some(team.to_string());
+    e.event_id = Some(event.event_id.clone());
+    if let Some(id) = person {
+        e.person = Some(id.to_string());
+        match settings.person(id) {
+            Some(p) => {
+                e.name = Some(p.name.clone());
+                e.phone = p.phone.clone();
+            }
+            None => e.name = Some(id.to_string()),
+        }
+    }
+    e.detail = Some(format!("acknowledged by {team}"));
+    log(conn, &e)
+}
+
+/// Logs a provider's answer for an alert (`alert_id` empty: it answered for no alert).
+pub fn log_answer(
+    conn: &Connection,
+    alert_id: &str,
+    team: &str,
+    channel: &str,
+    person: Option<&str>,
+    answer: &callout::Answer,
+    now: Millis,
+) -> Result<(), JournalError> {
+    let mut e = Entry::new(alert_id, now, "call_result");
+    e.team = (!team.is_empty()).then(|| team.to_string());
+    e.person = person.map(str::to_string);
+    e.phone = Some(answer.phone.clone());
+    e.channel = Some(
+        channel
+            .rsplit_once('/')
+            .map_or(channel, |(_, c)| c)
+            .to_string(),
+    );
+    e.event_id = answer.reference.clone();
+    e.detail = Some(match answer.outcome.detail() {
+        Some(d) => format!("{} {d} (reported at {})", answer.outcome.as_str(), answer.at),
+        None => format!("{} (reported at {})", answer.outcome.as_str(), answer.at),
+    });
+    log(conn, &e)
+}
+
+/// The open alerts an answer is about, each with the team it acknowledges for: the alert (or
+/// event) its reference names, else every open, unacknowledged alert that called `person`.
+/// No person and no reference: none (the answer is still logged, for no alert).
+pub fn answer_targets(
+    conn: &Connection,
+    settings: &Settings,
+    open: &[Alert],
+    person: Option<&str>,
+    reference: Option<&str>,
+) -> Result<Vec<(String, String)>, JournalError> {
+    let called = match person {
+        Some(p) => alerts_calling(conn, p)?,
+        None => Vec::new(),
+    };
+    if let Some(reference) = reference {
+        let alert_id = match open.iter().find(|a| a.alert_id == reference) {
+            Some(a) => Some(a.alert_id.clone()),
+            None => alert_of_event(conn, reference)?,
+        };
+        if let Some(alert) = alert_id.and_then(|id| open.iter().find(|a| a.alert_id == id)) {
+            let team = match called.iter().find(|(a, _)| *a == alert.alert_id) {
+                Some((_, team)) => Some(team.clone()),
+                None => {
+                    // Not called by name (an inline member, a channel's fixed phones): the
+                    // first team that may acknowledge and lists the person.
+                    let paged = journal::paged_teams(conn, &alert.alert_id)?;
+                    let teams = super::teams_for(settings, alert, &paged);
+                    teams
+                        .iter()
+                        .find(|t| {
+                            settings.team(t).is_some_and(|team| {
+                                team.members
+                                    .iter()
+                                    .any(|m| person.is_some() && m.person.as_deref() == person)
+                            })
+                        })
+                        .or(teams.first())
+                        .cloned()
+                }
+            };
+            if let Some(team) = team {
+                return Ok(vec![(alert.alert_id.clone(), team)]);
+            }
+        }
+    }
+    Ok(called
+        .into_iter()
+        .filter(|(a, _)| {
+            open.iter()
+                .any(|o| o.alert_id == *a && o.acknowledged_by.is_none())
+        })
+        .collect())
+}

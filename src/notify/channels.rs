@@ -248,9 +248,11 @@ fn build(channel: &Channel, p: &EventPayload, now_ms: i64) -> Option<Request> {
                     urlencoding::encode(s).into_owned()
                 }
             };
+            // An unanswered page calls the step's people, not the channel's fixed list.
+            let phones = p.callout_phones().unwrap_or_else(|| channel.phones.clone());
             let fill = |template: &str, escape: &dyn Fn(&str) -> String| -> String {
                 template
-                    .replace("{phones}", &escape(&channel.phones.join(",")))
+                    .replace("{phones}", &escape(&phones.join(",")))
                     .replace("{message}", &escape(&text))
                     .replace("{station}", &escape(&p.station))
                     .replace("{station_name}", &escape(&p.station_name))
