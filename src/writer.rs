@@ -710,10 +710,26 @@ impl<'c> Step<'c> {
             answer.reference.as_deref(),
         )?;
         for (alert_id, team) in &targets {
-            callout_log::log_answer(self.tx, alert_id, team, channel, person.as_deref(), answer, self.now)?;
+            callout_log::log_answer(
+                self.tx,
+                alert_id,
+                team,
+                channel,
+                person.as_deref(),
+                answer,
+                self.now,
+            )?;
         }
         if targets.is_empty() {
-            callout_log::log_answer(self.tx, "", "", channel, person.as_deref(), answer, self.now)?;
+            callout_log::log_answer(
+                self.tx,
+                "",
+                "",
+                channel,
+                person.as_deref(),
+                answer,
+                self.now,
+            )?;
         }
         let mut acknowledged = Vec::new();
         if answer.outcome.confirms(confirm_digit) {

@@ -147,7 +147,10 @@ async fn nobody_answers_then_members_are_called_again_then_superiors_until_an_an
     assert_eq!(first["callout"]["step"], 1);
     assert_eq!(first["callout"]["action"], "redial");
     assert_eq!(people_of(&first), ["wang", "zhao"]);
-    assert!(first["unacknowledged_s"].as_f64().unwrap() >= 2.0, "{first}");
+    assert!(
+        first["unacknowledged_s"].as_f64().unwrap() >= 2.0,
+        "{first}"
+    );
     let redial_sms: Vec<Value> = rx
         .delivered("/sms")
         .into_iter()
@@ -165,9 +168,11 @@ async fn nobody_answers_then_members_are_called_again_then_superiors_until_an_an
     hw.wait_ready(Duration::from_secs(30));
 
     // Step 2: the members' superior, once for both of them; step 3: his superior.
-    wait_until_async(Duration::from_secs(15), "the superiors up the chain", || {
-        unanswered(&rx).len() >= 3
-    })
+    wait_until_async(
+        Duration::from_secs(15),
+        "the superiors up the chain",
+        || unanswered(&rx).len() >= 3,
+    )
     .await;
     let pages = unanswered(&rx);
     let steps: Vec<i64> = pages
@@ -180,11 +185,15 @@ async fn nobody_answers_then_members_are_called_again_then_superiors_until_an_an
     assert_eq!(pages[1]["callout"]["people"][0]["superior_of"], "wang");
     assert_eq!(pages[1]["callout"]["people"][0]["phone"], "13800000003");
     assert_eq!(people_of(&pages[2]), ["chen"]);
-    wait_until_async(Duration::from_secs(10), "the SMS to the county head", || {
-        rx.delivered("/sms")
-            .iter()
-            .any(|s| s["ref"] == pages[2]["event_id"] && s["to"] == "13800000004")
-    })
+    wait_until_async(
+        Duration::from_secs(10),
+        "the SMS to the county head",
+        || {
+            rx.delivered("/sms")
+                .iter()
+                .any(|s| s["ref"] == pages[2]["event_id"] && s["to"] == "13800000004")
+        },
+    )
     .await;
 
     // 未叫醒: the alert with every attempt.
@@ -229,8 +238,9 @@ async fn nobody_answers_then_members_are_called_again_then_superiors_until_an_an
     // The voice platform reports back: unsigned and wrongly signed reports are refused.
     let path = "/api/v1/callbacks/calls";
     let now_ms = now_s() * 1000;
-    let no_answer = serde_json::json!({"phone": "13800000004", "outcome": "no_answer", "at": now_ms})
-        .to_string();
+    let no_answer =
+        serde_json::json!({"phone": "13800000004", "outcome": "no_answer", "at": now_ms})
+            .to_string();
     assert_eq!(hw.http_post(path, no_answer.as_bytes(), &[]).0, 401);
     let wrong = sign("guess", no_answer.as_bytes());
     assert_eq!(
@@ -363,10 +373,7 @@ async fn nobody_answers_then_members_are_called_again_then_superiors_until_an_an
     assert!(rows
         .iter()
         .any(|r| r.contains(",acknowledgement,east,li,李镇长,13800000003,")));
-    assert_eq!(
-        hw.http_get("/api/v1/alerts/no-such-alert/callouts").0,
-        404
-    );
+    assert_eq!(hw.http_get("/api/v1/alerts/no-such-alert/callouts").0, 404);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -503,4 +510,8 @@ members = [{ name = "张三", phone = "13800000009" }]
 "#,
     );
     assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("people:   2 (1 teams with a respond_within deadline)"),
+        "{text}"
+    );
 }

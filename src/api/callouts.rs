@@ -158,10 +158,7 @@ async fn receive(
     // Every candidate is checked, each in constant time.
     let verified = candidates.iter().fold(None, |found, (team, channel)| {
         let ok = channel.secret.as_deref().is_some_and(|secret| {
-            crate::config::same_secret(
-                presented,
-                &crate::notify::channels::signature(secret, body),
-            )
+            crate::config::same_secret(presented, &crate::notify::channels::signature(secret, body))
         });
         found.or(ok.then_some((*team, *channel)))
     });
@@ -171,8 +168,8 @@ async fn receive(
             "the signature does not match the channel's secret",
         ));
     };
-    let answers: Vec<Answer> = callout::parse_answers(channel, body)
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let answers: Vec<Answer> =
+        callout::parse_answers(channel, body).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let (reply, result) = oneshot::channel();
     let unavailable = || {
         ApiError::new(

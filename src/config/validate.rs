@@ -701,13 +701,20 @@ fn people(cx: &mut Ctx, raw: Vec<super::raw::RawPerson>) -> Vec<Person> {
     let mut out: Vec<Person> = Vec::new();
     for p in raw {
         if !valid_station_id(&p.id) {
-            cx.person(&p.id, "id", "must be 1 to 64 characters of A-Z a-z 0-9 _ . -");
+            cx.person(
+                &p.id,
+                "id",
+                "must be 1 to 64 characters of A-Z a-z 0-9 _ . -",
+            );
         }
         if !seen.insert(p.id.clone()) {
             cx.person(&p.id, "id", "duplicate person id");
             continue;
         }
-        if p.phone.as_deref().is_some_and(|ph| phone_digits(ph).len() < 3) {
+        if p.phone
+            .as_deref()
+            .is_some_and(|ph| phone_digits(ph).len() < 3)
+        {
             cx.person(&p.id, "phone", "is not a phone number");
         }
         for platform in p.chat_ids.keys() {
@@ -791,7 +798,10 @@ fn team(cx: &mut Ctx, raw: RawTeam, team_ids: &HashSet<String>, people: &[Person
         match m {
             super::raw::RawMember::Person(pid) => match people.iter().find(|p| p.id == pid) {
                 Some(p) => {
-                    if members.iter().any(|m| m.person.as_deref() == Some(pid.as_str())) {
+                    if members
+                        .iter()
+                        .any(|m| m.person.as_deref() == Some(pid.as_str()))
+                    {
                         cx.team(
                             &id,
                             &format!("members[{i}]"),
@@ -990,7 +1000,8 @@ fn channel(
         );
     }
     let confirm_digit = raw.confirm_digit.unwrap_or_else(|| "1".into());
-    if !(confirm_digit.len() == 1 && matches!(confirm_digit.as_bytes()[0], b'0'..=b'9' | b'*' | b'#'))
+    if !(confirm_digit.len() == 1
+        && matches!(confirm_digit.as_bytes()[0], b'0'..=b'9' | b'*' | b'#'))
     {
         cx.team(
             team,

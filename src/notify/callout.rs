@@ -19,7 +19,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::alerts::{Alert, AlertEvent, AlertState, Callee, CallStep, Page, PageReason};
+use crate::alerts::{Alert, AlertEvent, AlertState, CallStep, Callee, Page, PageReason};
 use crate::config::{Channel, ChannelKind, Settings, Team};
 use crate::model::Millis;
 
@@ -109,8 +109,9 @@ pub fn parse_answers(channel: &Channel, body: &[u8]) -> Result<Vec<Answer>, Answ
             .map(serde_json::from_value)
             .collect::<Result<_, _>>()
             .map_err(|e| AnswerError::Malformed(e.to_string()))?,
-        other => vec![serde_json::from_value(other)
-            .map_err(|e| AnswerError::Malformed(e.to_string()))?],
+        other => {
+            vec![serde_json::from_value(other).map_err(|e| AnswerError::Malformed(e.to_string()))?]
+        }
     };
     if answers.len() > MAX_ANSWERS {
         return Err(AnswerError::Malformed(format!(
@@ -205,10 +206,13 @@ pub fn due(
                     .iter()
                     .flat_map(|s| s.people.iter().map(String::as_str))
                     .collect();
-                superiors(settings, &last.map(|s| s.people.clone()).unwrap_or_default())
-                    .into_iter()
-                    .filter(|c| !called.contains(&c.person.as_str()))
-                    .collect()
+                superiors(
+                    settings,
+                    &last.map(|s| s.people.clone()).unwrap_or_default(),
+                )
+                .into_iter()
+                .filter(|c| !called.contains(&c.person.as_str()))
+                .collect()
             }
         };
         if callees.is_empty() {
@@ -229,16 +233,18 @@ pub fn due(
 pub fn members(settings: &Settings, team: &Team) -> Vec<Callee> {
     team.members
         .iter()
-        .map(|m| match m.person.as_deref().and_then(|id| settings.person(id)) {
-            Some(p) => callee(p, None),
-            None => Callee {
-                person: m.person.clone().unwrap_or_else(|| m.name.clone()),
-                name: m.name.clone(),
-                phone: m.phone.clone(),
-                role: None,
-                superior_of: None,
+        .map(
+            |m| match m.person.as_deref().and_then(|id| settings.person(id)) {
+                Some(p) => callee(p, None),
+                None => Callee {
+                    person: m.person.clone().unwrap_or_else(|| m.name.clone()),
+                    name: m.name.clone(),
+                    phone: m.phone.clone(),
+                    role: None,
+                    superior_of: None,
+                },
             },
-        })
+        )
         .collect()
 }
 
@@ -400,7 +406,7 @@ stages = { guard = 1.0, warning = 2.0 }
             people: vec!["wang".into(), "zhao".into()],
         };
         // Raised again at 50 s after an acknowledgement: the round restarts from there.
-        assert!(due(&s, &a, &paged, Some(50_000), &[old.clone()], 59_999).is_empty());
+        assert!(due(&s, &a, &paged, Some(50_000), std::slice::from_ref(&old), 59_999).is_empty());
         let d = due(&s, &a, &paged, Some(50_000), &[old], 60_000);
         assert_eq!((d[0].step, d[0].since), (1, 50_000));
     }

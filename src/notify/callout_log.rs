@@ -165,7 +165,10 @@ pub fn steps(conn: &Connection, alert_id: &str) -> Result<Vec<Step>, JournalErro
 }
 
 /// The open alerts `person` was called for, newest call first, with the team that called.
-pub fn alerts_calling(conn: &Connection, person: &str) -> Result<Vec<(String, String)>, JournalError> {
+pub fn alerts_calling(
+    conn: &Connection,
+    person: &str,
+) -> Result<Vec<(String, String)>, JournalError> {
     let mut stmt = conn.prepare_cached(
         "SELECT c.alert_id, c.team FROM callout_log c JOIN alerts a ON a.alert_id = c.alert_id
          WHERE c.person = ?1 AND a.open = 1 AND c.kind IN ('page', 'redial', 'escalation')
@@ -253,11 +256,7 @@ pub fn audit(
             (None, Some(at)) => (
                 "delivery_failed",
                 at,
-                format!(
-                    "{}: {}",
-                    event.state.as_str(),
-                    error.unwrap_or_default()
-                ),
+                format!("{}: {}", event.state.as_str(), error.unwrap_or_default()),
             ),
             (None, None) => (
                 "delivery_pending",
@@ -412,8 +411,7 @@ pub fn unreached(
 pub fn csv(settings: &Settings, entries: &[Entry]) -> Result<Vec<u8>, csv::Error> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record([
-        "time", "at_ms", "kind", "team", "person", "name", "phone", "channel", "event_id",
-        "detail",
+        "time", "at_ms", "kind", "team", "person", "name", "phone", "channel", "event_id", "detail",
     ])?;
     for e in entries {
         let at = e.at.to_string();
@@ -483,7 +481,11 @@ pub fn log_answer(
     );
     e.event_id = answer.reference.clone();
     e.detail = Some(match answer.outcome.detail() {
-        Some(d) => format!("{} {d} (reported at {})", answer.outcome.as_str(), answer.at),
+        Some(d) => format!(
+            "{} {d} (reported at {})",
+            answer.outcome.as_str(),
+            answer.at
+        ),
         None => format!("{} (reported at {})", answer.outcome.as_str(), answer.at),
     });
     log(conn, &e)
