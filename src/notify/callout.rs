@@ -406,7 +406,15 @@ stages = { guard = 1.0, warning = 2.0 }
             people: vec!["wang".into(), "zhao".into()],
         };
         // Raised again at 50 s after an acknowledgement: the round restarts from there.
-        assert!(due(&s, &a, &paged, Some(50_000), std::slice::from_ref(&old), 59_999).is_empty());
+        assert!(due(
+            &s,
+            &a,
+            &paged,
+            Some(50_000),
+            std::slice::from_ref(&old),
+            59_999
+        )
+        .is_empty());
         let d = due(&s, &a, &paged, Some(50_000), &[old], 60_000);
         assert_eq!((d[0].step, d[0].since), (1, 50_000));
     }

@@ -201,9 +201,11 @@
   // 未叫醒: alerts whose page nobody answered in time, with who was called and what was
   // tried. Timers move them without a reading, so they are looked for often too.
   var unreached = [];
+  var knownPeople = {}; // person id -> name, as the unreached list named them
   function refreshUnreached() {
     return api("/api/v1/unreached").then(function (list) {
       unreached = list;
+      list.forEach(function (u) { u.paged.forEach(function (p) { knownPeople[p.person] = p.name; }); });
       renderUnreached();
     });
   }
@@ -473,13 +475,7 @@
     }
     return "";
   }
-  function personName(id) {
-    for (var i = 0; i < unreached.length; i++) {
-      var p = unreached[i].paged.filter(function (c) { return c.person === id; })[0];
-      if (p) return p.name;
-    }
-    return id;
-  }
+  function personName(id) { return knownPeople[id] || id; }
 
   function teamName(id) {
     for (var i = 0; i < stations.length; i++) if (stations[i].team === id && stations[i].team_name) return stations[i].team_name;
