@@ -352,7 +352,7 @@ pub struct Team {
     /// Re-notify this often while an alert is open and unacknowledged.
     pub renotify: Option<Duration>,
     /// 叫应 deadline: a page nobody acknowledges this long is unanswered.
-    pub respond_within: Option<Duration>,
+    pub respond_within: Option<RespondWithin>,
     pub language: Language,
 }
 
@@ -372,6 +372,34 @@ pub fn team_by_token<'a>(teams: &'a [Team], presented: &str) -> Option<&'a Team>
         let matches = t.holds_token(presented);
         found.or(matches.then_some(t))
     })
+}
+
+/// A team's 叫应 deadline: one for every alert, or shorter ones from a flood stage up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RespondWithin {
+    /// For alerts no stage entry covers (`respond_within = "10m"`, or `default`).
+    pub default: Option<Duration>,
+    /// (stage name, deadline): for stage alerts at or above that stage.
+    pub by_stage: Vec<(String, Duration)>,
+}
+
+impl RespondWithin {
+    /// The deadline for an alert of `rule` at `stage_index` on `station`: the entry of the
+    /// most severe stage the alert has reached, else the default. `None`: no deadline.
+    pub fn for_alert(&self, station: &Station, rule: &str, stage_index: usize) -> Option<Duration> {
+        if rule == "stage" {
+            let reached = self
+                .by_stage
+                .iter()
+                .filter_map(|(name, d)| station.stages.position(name).map(|i| (i, *d)))
+                .filter(|(i, _)| *i <= stage_index)
+                .max_by_key(|(i, _)| *i);
+            if let Some((_, d)) = reached {
+                return Some(d);
+            }
+        }
+        self.default
+    }
 }
 
 /// A team member: a person of `[[people]]` by id, or written inline (name and phone).

@@ -234,9 +234,18 @@ pub struct RawTeam {
     #[serde(default)]
     pub escalation: Vec<RawEscalation>,
     pub renotify: Option<String>,
-    /// 叫应 deadline for an acknowledgement of a page.
-    pub respond_within: Option<String>,
+    /// 叫应 deadline for an acknowledgement of a page: `"5m"`, or
+    /// `{ default = "10m", guaranteed = "3m" }` (from a flood stage up).
+    pub respond_within: Option<RawRespondWithin>,
     pub language: Option<String>,
+}
+
+/// A deadline for every alert, or per flood stage.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawRespondWithin {
+    Always(String),
+    ByStage(IndexMap<String, String>),
 }
 
 /// A team member: a person's id, or an inline table.

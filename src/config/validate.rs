@@ -226,6 +226,18 @@ pub(super) fn validate(mut raw: RawSettings, origins: &Origins) -> Result<Settin
         }
     }
     for t in &teams {
+        for (stage, _) in t.respond_within.iter().flat_map(|r| &r.by_stage) {
+            let known = stations.iter().any(|s| s.stages.position(stage).is_some());
+            if !known && !stations.is_empty() {
+                cx.team(
+                    &t.id,
+                    &format!("respond_within.{stage}"),
+                    format!(
+                        "no station has a stage named `{stage}` (use `default` for every alert)"
+                    ),
+                );
+            }
+        }
         for e in &t.escalation {
             if let Some(stage) = &e.min_stage {
                 let known = stations.iter().any(|s| s.stages.position(stage).is_some());
@@ -863,13 +875,33 @@ fn team(cx: &mut Ctx, raw: RawTeam, team_ids: &HashSet<String>, people: &[Person
         .renotify
         .as_deref()
         .map(|t| cx.duration(t, |c, m| c.team(&id, "renotify", m)));
-    let respond_within = raw.respond_within.as_deref().map(|t| {
+    let deadline = |cx: &mut Ctx, key: &str, text: &str| {
         let before = cx.problems.len();
-        let d = cx.duration(t, |c, m| c.team(&id, "respond_within", m));
+        let d = cx.duration(text, |c, m| c.team(&id, key, m));
         if d.is_zero() && cx.problems.len() == before {
-            cx.team(&id, "respond_within", "must be above zero");
+            cx.team(&id, key, "must be above zero");
         }
         d
+    };
+    let respond_within = raw.respond_within.map(|r| match r {
+        super::raw::RawRespondWithin::Always(t) => RespondWithin {
+            default: Some(deadline(cx, "respond_within", &t)),
+            by_stage: Vec::new(),
+        },
+        super::raw::RawRespondWithin::ByStage(table) => {
+            let mut out = RespondWithin {
+                default: None,
+                by_stage: Vec::new(),
+            };
+            for (stage, t) in table {
+                let d = deadline(cx, &format!("respond_within.{stage}"), &t);
+                match stage.as_str() {
+                    "default" => out.default = Some(d),
+                    _ => out.by_stage.push((stage, d)),
+                }
+            }
+            out
+        }
     });
     if respond_within.is_some() && members.is_empty() {
         cx.team(

@@ -172,18 +172,19 @@ pub fn due(
     if alert.acknowledged_by.is_some() || alert.state == AlertState::Pending {
         return Vec::new();
     }
-    if settings
-        .station(&alert.station)
-        .is_none_or(|s| s.maintenance)
-    {
+    let Some(station) = settings.station(&alert.station).filter(|s| !s.maintenance) else {
         return Vec::new();
-    }
+    };
     let mut out = Vec::new();
     for (team_id, paged_ms) in paged {
         let Some(team) = settings.team(team_id) else {
             continue;
         };
-        let Some(within) = team.respond_within else {
+        let Some(within) = team
+            .respond_within
+            .as_ref()
+            .and_then(|r| r.for_alert(station, &alert.rule, alert.stage_index))
+        else {
             continue;
         };
         let since = (*paged_ms).max(unacknowledged_since.unwrap_or(Millis::MIN));
@@ -417,6 +418,43 @@ stages = { guard = 1.0, warning = 2.0 }
         .is_empty());
         let d = due(&s, &a, &paged, Some(50_000), &[old], 60_000);
         assert_eq!((d[0].step, d[0].since), (1, 50_000));
+    }
+
+    #[test]
+    fn a_stage_deadline_applies_from_that_stage_up() {
+        let config = CONFIG.replace(
+            r#"respond_within = "10s""#,
+            r#"respond_within = { default = "60s", warning = "5s" }"#,
+        );
+        let s = load_from_str(&config).expect("valid");
+        let paged = [("east".to_string(), 0)];
+        let guard = alert();
+        assert!(due(&s, &guard, &paged, None, &[], 59_999).is_empty());
+        assert_eq!(due(&s, &guard, &paged, None, &[], 60_000).len(), 1);
+        let mut warning = alert();
+        warning.stage = "warning".into();
+        warning.stage_index = 1;
+        assert!(due(&s, &warning, &paged, None, &[], 4_999).is_empty());
+        assert_eq!(due(&s, &warning, &paged, None, &[], 5_000).len(), 1);
+        let mut rain = alert();
+        rain.rule = "rain_1h".into();
+        rain.stage_index = 1;
+        assert!(
+            due(&s, &rain, &paged, None, &[], 59_999).is_empty(),
+            "other rules take the default"
+        );
+        let unknown = CONFIG.replace(
+            r#"respond_within = "10s""#,
+            r#"respond_within = { flood = "5s" }"#,
+        );
+        let problems = load_from_str(&unknown).expect_err("unknown stage");
+        assert!(
+            problems
+                .0
+                .iter()
+                .any(|p| p.key == "teams[east].respond_within.flood"),
+            "{problems}"
+        );
     }
 
     #[test]
