@@ -458,6 +458,32 @@ stages = { guard = 1.0, warning = 2.0 }
     }
 
     #[test]
+    fn an_unanswered_page_names_whom_it_calls() {
+        let s = load_from_str(CONFIG).expect("valid");
+        let a = alert();
+        let latest = AlertEvent::new(&a, AlertState::Firing, 0, 0, std::time::Duration::ZERO);
+        let step = due(&s, &a, &[("east".to_string(), 0)], None, &[], 10_000).remove(0);
+        let e = event(&latest, &step, 10_000);
+        assert_eq!(e.state, AlertState::Unanswered);
+        assert_ne!(e.event_id, latest.event_id);
+        let payload = crate::notify::EventPayload::new(&s, &e, Some("east"));
+        assert_eq!(
+            payload.callout_phones(),
+            Some(vec!["13800000001".to_string(), "13800000002".to_string()])
+        );
+        let text = crate::notify::channels::markdown(&payload, crate::config::Language::Chinese);
+        assert!(
+            text.contains("[未应答]")
+                && text.contains("现呼叫：王队长 13800000001、赵四 13800000002"),
+            "{text}"
+        );
+        let json = serde_json::to_value(&payload).expect("serializes");
+        assert_eq!(json["state"], "unanswered");
+        assert_eq!(json["callout"]["step"], 1);
+        assert_eq!(json["callout"]["people"][1]["phone"], "13800000002");
+    }
+
+    #[test]
     fn answers_parse_from_the_documented_json() {
         let s = load_from_str(
             r#"

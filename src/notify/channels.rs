@@ -86,9 +86,30 @@ pub fn title(p: &EventPayload, language: Language) -> String {
     )
 }
 
+/// Who an unanswered page calls (叫应): `王队长 13800000001、赵四 13800000002`.
+fn callees(p: &EventPayload) -> Option<String> {
+    let call = p.callout.as_ref()?;
+    Some(
+        call.people
+            .iter()
+            .map(|c| match &c.phone {
+                Some(phone) => format!("{} {phone}", c.name),
+                None => c.name.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join("、"),
+    )
+}
+
 /// The message body as markdown lines: what happened, when, trend, and how to acknowledge.
 pub fn markdown(p: &EventPayload, language: Language) -> String {
     let mut lines = vec![format!("**{}**", title(p, language)), p.message.clone()];
+    if let Some(people) = callees(p) {
+        lines.push(match language {
+            Language::Chinese => format!("无人应答，现呼叫：{people}"),
+            Language::English => format!("Nobody answered; now calling: {people}"),
+        });
+    }
     match language {
         Language::Chinese => {
             lines.push(format!("观测时间：{}", p.observed_at));
