@@ -284,6 +284,7 @@ async fn retention(settings: Arc<Settings>) {
                 dead_letters = n.dead_letters,
                 notifications = n.notifications,
                 sl651_frames = n.frames,
+                callouts = n.callouts,
                 "retention: old rows deleted"
             ),
             Ok(Ok(_)) => {}

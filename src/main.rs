@@ -124,6 +124,16 @@ fn check_config(files: &[PathBuf]) -> ExitCode {
         s.teams.len(),
         s.teams.iter().map(|t| t.channels.len()).sum::<usize>()
     );
+    if !s.people.is_empty() {
+        println!(
+            "  people:   {} ({} teams with a respond_within deadline)",
+            s.people.len(),
+            s.teams
+                .iter()
+                .filter(|t| t.respond_within.is_some())
+                .count()
+        );
+    }
     println!("  rules:    stage {}, drought {}, rise_rate {}, rain {}, rain_level {}, dry_spell {}, sensor {}, offline {}",
         rules(&|st| !st.stages.is_empty()),
         rules(&|st| !st.drought.is_empty()),

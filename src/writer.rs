@@ -54,7 +54,17 @@ pub enum Command {
     Acknowledge {
         alert_id: String,
         team: String,
+        /// The person who answers (a person id), when the request names one.
+        person: Option<String>,
         reply: oneshot::Sender<Result<AlertEvent, AckError>>,
+    },
+    /// What a provider reported about calls and messages (叫应), arrived on the callback
+    /// route of `channel` (`{team}/{channel id}`): recorded in the audit, and a confirming
+    /// answer acknowledges the alert for the person whose phone answered.
+    Answer {
+        channel: String,
+        answers: Vec<crate::notify::callout::Answer>,
+        reply: oneshot::Sender<Vec<AnswerResult>>,
     },
     /// Wall-clock tick: offline detection and escalation timers.
     Tick {
@@ -75,6 +85,17 @@ impl Command {
             _ => 0,
         }
     }
+}
+
+/// What became of one answer on the callback route.
+#[derive(Debug, Clone, Serialize)]
+pub struct AnswerResult {
+    pub phone: String,
+    /// The person the phone belongs to, if known.
+    pub person: Option<String>,
+    pub outcome: &'static str,
+    /// The alerts this answer acknowledged.
+    pub acknowledged: Vec<String>,
 }
 
 /// A message as the source received it.
@@ -221,6 +242,8 @@ pub type AckReply = oneshot::Sender<Result<AlertEvent, AckError>>;
 struct Effects {
     /// One per `Command::Acknowledge`, in order.
     ack_results: Vec<Result<AlertEvent, AckError>>,
+    /// One per `Command::Answer`, in order.
+    answer_results: Vec<Vec<AnswerResult>>,
     live: Vec<Live>,
     touched: HashSet<String>,
     readings: u64,
@@ -458,6 +481,7 @@ impl Writer {
         }
         let mut acks = Vec::new();
         let mut results = fx.ack_results.into_iter();
+        let mut answers = fx.answer_results.into_iter();
         for command in group {
             match command {
                 Command::Message(inbound) => {
@@ -475,6 +499,11 @@ impl Writer {
                 }
                 Command::Acknowledge { reply, .. } => {
                     if let Some(result) = results.next() {
+                        let _ = reply.send(result);
+                    }
+                }
+                Command::Answer { reply, .. } => {
+                    if let Some(result) = answers.next() {
                         let _ = reply.send(result);
                     }
                 }
@@ -576,16 +605,31 @@ impl<'c> Step<'c> {
                         // log line below): counted with the stored messages, so that
                         // received = stored + dead-lettered holds for the ack topic too.
                         self.fx.messages_stored += 1;
-                        if let Err(e) = self.acknowledge(alert_id, team)? {
+                        if let Err(e) = self.acknowledge(alert_id, team, None)? {
                             tracing::info!(%alert_id, %team, error = %e, "MQTT acknowledgement not applied");
                         }
                         Ok(())
                     }
                 }
             }
-            Command::Acknowledge { alert_id, team, .. } => {
-                let result = self.acknowledge(alert_id, team)?;
+            Command::Acknowledge {
+                alert_id,
+                team,
+                person,
+                ..
+            } => {
+                let result = self.acknowledge(alert_id, team, person.as_deref())?;
                 self.fx.ack_results.push(result);
+                Ok(())
+            }
+            Command::Answer {
+                channel, answers, ..
+            } => {
+                let mut results = Vec::with_capacity(answers.len());
+                for answer in answers {
+                    results.push(self.answer(channel, answer)?);
+                }
+                self.fx.answer_results.push(results);
                 Ok(())
             }
             Command::Tick { check_offline } => self.tick(*check_offline),
@@ -645,13 +689,15 @@ impl<'c> Step<'c> {
         Ok(())
     }
 
-    /// A team acknowledges an alert, if notify says it may; the event is recorded.
+    /// A team (and, when known, the person who answered) acknowledges an alert, if notify
+    /// says it may; the event is recorded, and the acknowledgement is in the callout audit.
     fn acknowledge(
         &mut self,
         alert_id: &str,
         team: &str,
+        person: Option<&str>,
     ) -> Result<Result<AlertEvent, AckError>, JournalError> {
-        let result = acknowledge(
+        let mut result = acknowledge(
             self.tx,
             &mut self.state.engine,
             self.settings,
@@ -659,10 +705,85 @@ impl<'c> Step<'c> {
             team,
             self.now,
         )?;
-        if let Ok(event) = &result {
+        if let Ok(event) = &mut result {
+            event.acknowledged_person = person.map(str::to_string);
             self.record(event)?;
+            crate::notify::callout_log::log_acknowledgement(
+                self.tx,
+                self.settings,
+                event,
+                team,
+                person,
+                self.now,
+            )?;
         }
         Ok(result)
+    }
+
+    /// One provider answer: into the audit, and a confirming one acknowledges every alert
+    /// it answers for (the one its reference names, else each open alert that called the
+    /// person) on behalf of the person whose phone it is.
+    fn answer(
+        &mut self,
+        channel: &str,
+        answer: &crate::notify::callout::Answer,
+    ) -> Result<AnswerResult, JournalError> {
+        use crate::notify::callout_log;
+        let person = self
+            .settings
+            .person_by_phone(&answer.phone)
+            .map(|p| p.id.clone());
+        let confirm_digit = crate::notify::lookup(self.settings, channel)
+            .map_or("1", |(_, c)| c.confirm_digit.as_str());
+        let targets = callout_log::answer_targets(
+            self.tx,
+            self.settings,
+            &self.state.engine.open_alerts().cloned().collect::<Vec<_>>(),
+            person.as_deref(),
+            answer.reference.as_deref(),
+        )?;
+        for (alert_id, team) in &targets {
+            callout_log::log_answer(
+                self.tx,
+                alert_id,
+                team,
+                channel,
+                person.as_deref(),
+                answer,
+                self.now,
+            )?;
+        }
+        if targets.is_empty() {
+            callout_log::log_answer(
+                self.tx,
+                "",
+                "",
+                channel,
+                person.as_deref(),
+                answer,
+                self.now,
+            )?;
+        }
+        let mut acknowledged = Vec::new();
+        if answer.outcome.confirms(confirm_digit) {
+            for (alert_id, team) in &targets {
+                match self.acknowledge(alert_id, team, person.as_deref())? {
+                    Ok(_) => acknowledged.push(alert_id.clone()),
+                    Err(e) => tracing::info!(%alert_id, %team, error = %e,
+                        "an answer confirmed an alert that takes no acknowledgement now"),
+                }
+            }
+        }
+        if targets.is_empty() {
+            tracing::info!(%channel, phone = %answer.phone, outcome = answer.outcome.as_str(),
+                "an answer for no open alert that called this phone");
+        }
+        Ok(AnswerResult {
+            phone: answer.phone.clone(),
+            person,
+            outcome: answer.outcome.as_str(),
+            acknowledged,
+        })
     }
 
     /// The wall clock: stations gone silent, windows moved on, reminders and escalations due.
@@ -675,6 +796,12 @@ impl<'c> Step<'c> {
         }
         for event in due_pages(self.tx, &self.state.engine, self.settings, self.now)? {
             self.record(&event)?;
+        }
+        for (event, step) in due_callouts(self.tx, &self.state.engine, self.settings, self.now)? {
+            tracing::warn!(alert_id = %event.alert_id, station = %event.station, team = %step.team,
+                step = step.step, "page not answered in time; calling again");
+            self.record(&event)?;
+            crate::notify::callout_log::record_step(self.tx, &event.alert_id, &step, self.now)?;
         }
         Ok(())
     }
@@ -778,9 +905,10 @@ fn record_event(
     let teams = crate::notify::route_teams(settings, event, &paged);
     for team in &teams {
         journal::record_page(tx, &event.alert_id, team, now)?;
+        crate::notify::callout_log::log_page(tx, settings, event, team, now)?;
     }
     let teams: Vec<&str> = teams.iter().map(String::as_str).collect();
-    let destinations = crate::notify::destinations(settings, &teams);
+    let destinations = crate::notify::destinations_for(settings, event, &teams);
     fx.outbox_rows += journal::queue_notifications(tx, event_seq, &destinations, now)? as u64;
     fx.events.push(event.state.as_str());
     fx.live.push(Live::Alert(Box::new(event.clone())));
@@ -830,6 +958,48 @@ fn due_pages(
         out.extend(crate::notify::escalation::pages(
             settings, alert, &paged, &events, now,
         ));
+    }
+    Ok(out)
+}
+
+/// The callout steps due at `now` (叫应): for each open alert, the journal's steps and pages
+/// handed to `notify::callout`, which decides; each as its `unanswered` event.
+fn due_callouts(
+    tx: &Connection,
+    engine: &Engine,
+    settings: &Settings,
+    now: Millis,
+) -> Result<Vec<(AlertEvent, crate::notify::callout::DueStep)>, JournalError> {
+    use crate::notify::{callout, callout_log};
+    if !settings.teams.iter().any(|t| t.respond_within.is_some()) {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for alert in engine.open_alerts() {
+        if alert.acknowledged_by.is_some() || alert.state == AlertState::Pending {
+            continue;
+        }
+        let paged: Vec<(String, Millis)> = journal::alert_pages(tx, &alert.alert_id)?
+            .into_iter()
+            .map(|p| (p.team, p.paged_ms))
+            .collect();
+        if paged.is_empty() {
+            continue;
+        }
+        let events = journal::alert_events(tx, &alert.alert_id)?;
+        let steps = callout_log::steps(tx, &alert.alert_id)?;
+        let since = crate::notify::escalation::unacknowledged_since(&events);
+        let due = callout::due(settings, alert, &paged, since, &steps, now);
+        let Some(latest) = events
+            .iter()
+            .rev()
+            .find(|e| e.page.is_none() && e.state != AlertState::Acknowledged)
+        else {
+            continue;
+        };
+        for step in due {
+            out.push((callout::event(latest, &step, now), step));
+        }
     }
     Ok(out)
 }

@@ -687,3 +687,135 @@ stages = {{ guard = 57.5, warning = 59.0 }}
     .expect("join");
     drop(hw);
 }
+
+fn callout_config(mqtt: &Mosquitto, hook: &str) -> String {
+    HwConfig::new(mqtt)
+        .client_id("hw-board-callout")
+        .http(&format!(r#"read_token = "{READ_TOKEN}""#))
+        .body(&format!(
+            r#"[[people]]
+id = "wang"
+name = "王队长"
+phone = "13800000001"
+superior = "li"
+[[people]]
+id = "li"
+name = "李镇长"
+phone = "13800000003"
+
+[[teams]]
+id = "pihe-east"
+name = "淠河东岸巡堤队"
+token = "{TEAM_TOKEN}"
+members = ["wang"]
+respond_within = "1s"
+  [[teams.channels]]
+  kind = "webhook"
+  url = "{hook}"
+
+[[stations]]
+id = "{MAIN}"
+name = "横排头"
+river = "淠河"
+team = "pihe-east"
+stages = {{ guard = 57.5, warning = 59.0, guaranteed = 61.0, record = 62.1 }}
+"#
+        ))
+        .build()
+}
+
+/// 叫应 on the board: an alert nobody answers is listed as unreached with who was called,
+/// its callout log opens in the alert view, and the answer clears it, live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn board_lists_unreached_alerts_and_their_callout_log_in_headless_chromium() {
+    chromium_binary();
+    let mqtt = Mosquitto::start(false);
+    let rx = receiver::Receiver::start().await;
+    let hw = Hydrowatch::start_ready(
+        &callout_config(&mqtt, &rx.url("/hook")),
+        Duration::from_secs(30),
+    );
+    publish_all(mqtt.port(), vec![msg(MAIN, now_s() - 60, 57.6, None)]).await;
+    let browser = tokio::task::spawn_blocking(Chromium::launch)
+        .await
+        .expect("join");
+    let url = format!("{}/", hw.base_url());
+    let panel = "(() => { const p = document.getElementById('unreached-panel');
+        if (!p) return null;
+        return { hidden: p.hidden,
+                 items: Array.from(document.querySelectorAll('#unreached li')).map(li => li.textContent),
+                 alert: (document.querySelector('#alerts li[data-alert]') || {}).textContent || '',
+                 loadId: window.__boardLoadId } })()";
+    let (mut browser, shown) = tokio::task::spawn_blocking(move || {
+        let mut browser = browser;
+        browser.open(&url);
+        browser.sign_in(READ_TOKEN);
+        let shown = browser.wait_for("the superior called, on the board", panel, |v| {
+            v["items"].as_array().is_some_and(|i| {
+                i.iter()
+                    .any(|t| t.as_str().unwrap_or("").contains("李镇长"))
+            })
+        });
+        (browser, shown)
+    })
+    .await
+    .expect("join");
+    assert_eq!(shown["hidden"], false, "{shown}");
+    let item = shown["items"][0].as_str().expect("text");
+    for needle in [
+        "横排头",
+        "王队长",
+        "13800000001",
+        "李镇长",
+        "重呼",
+        "呼叫上级",
+    ] {
+        assert!(item.contains(needle), "{needle:?} missing from {item:?}");
+    }
+
+    // The alert view opens the callout log.
+    let log = "(() => { const b = document.querySelector('#alerts li[data-alert] .callouts-toggle');
+        if (!b) return null;
+        if (!document.querySelector('#alerts table.callouts')) b.click();
+        return Array.from(document.querySelectorAll('#alerts table.callouts tr')).map(r => r.getAttribute('data-kind')) })()";
+    let kinds = tokio::task::spawn_blocking(move || {
+        let kinds = browser.wait_for("the callout log", log, |v| {
+            v.as_array()
+                .is_some_and(|k| k.iter().any(|k| k == "escalation"))
+        });
+        (browser, kinds)
+    })
+    .await
+    .expect("join");
+    let (mut browser, kinds) = kinds;
+    for kind in ["page", "redial", "escalation", "delivered"] {
+        assert!(
+            kinds.as_array().unwrap().iter().any(|k| k == kind),
+            "{kind} missing from {kinds}"
+        );
+    }
+
+    // 李镇长 answers: the alert is no longer unreached.
+    let alert_id = rx.delivered("/hook")[0]["alert_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, body) = hw.http_post(
+        &format!("/api/v1/alerts/{alert_id}/ack"),
+        br#"{"person": "li"}"#,
+        &[("Authorization", &format!("Bearer {TEAM_TOKEN}"))],
+    );
+    assert_eq!(status, 200, "{body}");
+    let shots = target_dir();
+    let after = tokio::task::spawn_blocking(move || {
+        let after = browser.wait_for("the answered alert", panel, |v| {
+            v["hidden"] == true && v["alert"].as_str().unwrap_or("").contains("李镇长")
+        });
+        browser.screenshot(&shots.join("board-callout.png"));
+        after
+    })
+    .await
+    .expect("join");
+    assert_eq!(after["loadId"], shown["loadId"], "no reload");
+    drop(hw);
+}

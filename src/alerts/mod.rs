@@ -34,6 +34,9 @@ pub enum AlertState {
     Resolved,
     /// A team took responsibility (an event only; the alert keeps its lifecycle state).
     Acknowledged,
+    /// Nobody answered a page in time: people are called again, or up the chain (an event
+    /// only, see `notify::callout`).
+    Unanswered,
 }
 
 impl AlertState {
@@ -46,6 +49,7 @@ impl AlertState {
             AlertState::Deescalated => "deescalated",
             AlertState::Resolved => "resolved",
             AlertState::Acknowledged => "acknowledged",
+            AlertState::Unanswered => "unanswered",
         }
     }
 
@@ -58,6 +62,7 @@ impl AlertState {
             "deescalated" => AlertState::Deescalated,
             "resolved" => AlertState::Resolved,
             "acknowledged" => AlertState::Acknowledged,
+            "unanswered" => AlertState::Unanswered,
             _ => return None,
         })
     }
@@ -124,6 +129,10 @@ pub struct AlertEvent {
     /// Seconds to reach `next_stage` at the current rate.
     pub time_to_next_stage_s: Option<f64>,
     pub acknowledged_by: Option<String>,
+    /// On an `acknowledged` event: the person who answered (a person id, or an inline
+    /// member's name), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged_person: Option<String>,
     /// Set on a reminder or an escalation page: the alert did not change, somebody is paged
     /// (again) because nobody acknowledged it. Absent on lifecycle events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -149,6 +158,35 @@ pub struct Page {
     pub from_team: Option<String>,
     /// Wall clock since which the alert has waited for an acknowledgement.
     pub unacknowledged_since: Millis,
+    /// For an unanswered page (叫应): who is called in this step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call: Option<CallStep>,
+}
+
+/// One step of a callout (`notify::callout`): the people called because the previous step
+/// went unanswered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallStep {
+    /// 1: the team's members again; 2: their superiors; 3: the superiors' superiors...
+    pub step: u32,
+    /// `redial` (step 1) or `superiors`.
+    pub action: String,
+    pub people: Vec<Callee>,
+}
+
+/// A person called for an alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Callee {
+    /// The person's id (an inline team member without one: its name).
+    pub person: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// Called as the superior of this person.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superior_of: Option<String>,
 }
 
 /// See [`Page`].
@@ -157,6 +195,8 @@ pub struct Page {
 pub enum PageReason {
     Renotify,
     Escalation,
+    /// 叫应: nobody answered in time (state `unanswered`).
+    Unanswered,
 }
 
 /// An event's sentence in Chinese and in English.
@@ -221,6 +261,7 @@ impl AlertEvent {
             next_stage: None,
             time_to_next_stage_s: None,
             acknowledged_by: alert.acknowledged_by.clone(),
+            acknowledged_person: None,
             page: None,
             window: None,
             gauge: None,
@@ -257,6 +298,7 @@ mod tests {
             AlertState::Deescalated,
             AlertState::Resolved,
             AlertState::Acknowledged,
+            AlertState::Unanswered,
         ] {
             assert_eq!(AlertState::parse(s.as_str()), Some(s));
             let json = serde_json::to_string(&s).expect("serializes");

@@ -392,8 +392,9 @@ pub async fn alert(
         .ok_or_else(|| ApiError::not_found("no such alert"))
 }
 
-/// `POST /api/v1/alerts/{id}/ack` with `Authorization: Bearer <team token>`. 401 without a
-/// valid team token; 403 when the token's team is not paged for this alert; 404 when no
+/// `POST /api/v1/alerts/{id}/ack` with `Authorization: Bearer <team token>`, and optionally
+/// the person who answers: `{"person": "wang"}` (400 for a person not in `[[people]]`).
+/// 401 without a valid team token; 403 when the token's team is not paged for this alert; 404 when no
 /// open alert has that id; 409 when it is already acknowledged; 429 after too many 401s and
 /// 403s from the same address (see [`guard`]).
 pub async fn acknowledge(
@@ -401,12 +402,13 @@ pub async fn acknowledge(
     Path(id): Path<String>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
+    body: Bytes,
 ) -> Response {
     let peer = guard::peer_ip(peer);
     if let Some(limited) = state.guard.limited(peer) {
         return limited;
     }
-    let answer = acknowledge_as(&state, id, &headers).await;
+    let answer = acknowledge_as(&state, id, &headers, &body).await;
     if let Err(e) = &answer {
         if matches!(e.status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
             state.guard.failed(peer);
@@ -415,10 +417,18 @@ pub async fn acknowledge(
     answer.into_response()
 }
 
+/// The optional body of an acknowledgement.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AckBody {
+    person: Option<String>,
+}
+
 async fn acknowledge_as(
     state: &AppState,
     id: String,
     headers: &HeaderMap,
+    body: &[u8],
 ) -> Result<Json<AlertEvent>, ApiError> {
     let token = guard::bearer(headers).ok_or_else(|| {
         ApiError::new(
@@ -428,6 +438,24 @@ async fn acknowledge_as(
     })?;
     let team = crate::config::team_by_token(&state.settings.teams, token)
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "that token belongs to no team"))?;
+    let person = match body.iter().all(u8::is_ascii_whitespace) {
+        true => None,
+        false => {
+            let parsed: AckBody = serde_json::from_slice(body).map_err(|e| {
+                ApiError::bad_request(format!(
+                    "the body is optional; when given it is {{\"person\": \"<person id>\"}} ({e})"
+                ))
+            })?;
+            parsed.person
+        }
+    };
+    if let Some(p) = &person {
+        if state.settings.person(p).is_none() {
+            return Err(ApiError::bad_request(format!(
+                "no person `{p}` in [[people]]"
+            )));
+        }
+    }
     // Which teams may acknowledge (the station's, those its stages add, and those an
     // unanswered alert escalated to) is decided by the journal writer, which knows the pages.
     let (reply, answer) = oneshot::channel();
@@ -445,6 +473,7 @@ async fn acknowledge_as(
             Command::Acknowledge {
                 alert_id: id,
                 team: team.id.clone(),
+                person,
                 reply,
             },
             WRITER_WAIT,
@@ -471,7 +500,7 @@ async fn acknowledge_as(
 }
 
 /// How long an API request waits for the journal writer before answering 503.
-const WRITER_WAIT: Duration = Duration::from_secs(10);
+pub(super) const WRITER_WAIT: Duration = Duration::from_secs(10);
 
 /// Most items one page of a list holds.
 pub const MAX_PAGE: usize = 1000;

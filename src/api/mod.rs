@@ -6,6 +6,7 @@
 //! writer like everything else.
 
 mod board;
+mod callouts;
 pub mod guard;
 mod handlers;
 pub mod openapi;
@@ -92,6 +93,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/stations/{id}/series", get(handlers::series))
         .route("/api/v1/alerts", get(handlers::alerts))
         .route("/api/v1/alerts/{id}", get(handlers::alert))
+        .route("/api/v1/alerts/{id}/callouts", get(callouts::callouts))
+        .route("/api/v1/unreached", get(callouts::unreached))
         .route("/api/v1/dead_letters", get(handlers::dead_letters))
         .route("/api/v1/notifications", get(handlers::notifications))
         .route("/api/v1/events", get(handlers::events))
@@ -109,6 +112,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/api/v1/openapi.json", get(openapi::document))
         .route("/api/v1/alerts/{id}/ack", post(handlers::acknowledge))
+        .route("/api/v1/callbacks/{channel_id}", post(callouts::callback))
         .route(
             "/api/v1/session",
             post(handlers::login).delete(handlers::logout),

@@ -30,6 +30,8 @@ pub struct Settings {
     pub limits: Limits,
     /// The SL 651 telemetry centre, when configured.
     pub sl651: Option<Sl651Settings>,
+    /// The named people alerts reach (叫应), with their superiors.
+    pub people: Vec<Person>,
     pub teams: Vec<Team>,
     pub stations: Vec<Station>,
     /// Warning zones (villages) judged on several rain gauges.
@@ -37,6 +39,25 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// Looks a person up by id.
+    pub fn person(&self, id: &str) -> Option<&Person> {
+        self.people.iter().find(|p| p.id == id)
+    }
+
+    /// The person whose phone this is (digits compared, so `+86 138-0000-0001` matches
+    /// `13800000001`).
+    pub fn person_by_phone(&self, phone: &str) -> Option<&Person> {
+        let wanted = phone_digits(phone);
+        if wanted.is_empty() {
+            return None;
+        }
+        self.people.iter().find(|p| {
+            p.phone
+                .as_deref()
+                .is_some_and(|own| same_phone(&phone_digits(own), &wanted))
+        })
+    }
+
     /// Looks a station up by id.
     pub fn station(&self, id: &str) -> Option<&Station> {
         self.stations.iter().find(|s| s.id == id)
@@ -354,6 +375,32 @@ impl Station {
     }
 }
 
+/// The digits of a phone number.
+pub fn phone_digits(phone: &str) -> String {
+    phone.chars().filter(char::is_ascii_digit).collect()
+}
+
+/// Two numbers (digits only) are the same phone when equal, or equal but for a country code
+/// in front of the longer one (`8613800000001` and `13800000001`).
+fn same_phone(a: &str, b: &str) -> bool {
+    let (long, short) = if a.len() >= b.len() { (a, b) } else { (b, a) };
+    long == short || (short.len() >= 7 && long.ends_with(short) && long.len() - short.len() <= 3)
+}
+
+/// A named person an alert can reach (`[[people]]`).
+#[derive(Debug, Clone)]
+pub struct Person {
+    pub id: String,
+    pub name: String,
+    pub phone: Option<String>,
+    /// A free label: county, town, village, dike, reservoir...
+    pub role: Option<String>,
+    /// Who is called when this person does not answer in time.
+    pub superior: Option<String>,
+    /// User ids on chat platforms, by channel kind (`wecom`, `dingtalk`, `feishu`).
+    pub chat_ids: Vec<(String, String)>,
+}
+
 /// A patrol team and how to reach it.
 #[derive(Debug, Clone)]
 pub struct Team {
@@ -365,6 +412,8 @@ pub struct Team {
     pub escalation: Vec<Escalation>,
     /// Re-notify this often while an alert is open and unacknowledged.
     pub renotify: Option<Duration>,
+    /// 叫应 deadline: a page nobody acknowledges this long is unanswered.
+    pub respond_within: Option<RespondWithin>,
     pub language: Language,
 }
 
@@ -386,9 +435,39 @@ pub fn team_by_token<'a>(teams: &'a [Team], presented: &str) -> Option<&'a Team>
     })
 }
 
-/// A team member.
+/// A team's 叫应 deadline: one for every alert, or shorter ones from a flood stage up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RespondWithin {
+    /// For alerts no stage entry covers (`respond_within = "10m"`, or `default`).
+    pub default: Option<Duration>,
+    /// (stage name, deadline): for stage alerts at or above that stage.
+    pub by_stage: Vec<(String, Duration)>,
+}
+
+impl RespondWithin {
+    /// The deadline for an alert of `rule` at `stage_index` on `station`: the entry of the
+    /// most severe stage the alert has reached, else the default. `None`: no deadline.
+    pub fn for_alert(&self, station: &Station, rule: &str, stage_index: usize) -> Option<Duration> {
+        if rule == "stage" {
+            let reached = self
+                .by_stage
+                .iter()
+                .filter_map(|(name, d)| station.stages.position(name).map(|i| (i, *d)))
+                .filter(|(i, _)| *i <= stage_index)
+                .max_by_key(|(i, _)| *i);
+            if let Some((_, d)) = reached {
+                return Some(d);
+            }
+        }
+        self.default
+    }
+}
+
+/// A team member: a person of `[[people]]` by id, or written inline (name and phone).
 #[derive(Debug, Clone)]
 pub struct Member {
+    /// The person's id, for members listed by id.
+    pub person: Option<String>,
     pub name: String,
     pub phone: Option<String>,
 }
@@ -463,6 +542,8 @@ pub struct Channel {
     pub give_up_after: Duration,
     /// Extra HTTP headers sent with every request.
     pub headers: Vec<(String, String)>,
+    /// The key a callee presses to confirm a call (callbacks to this channel), default "1".
+    pub confirm_digit: String,
 }
 
 impl Channel {
@@ -516,6 +597,7 @@ mod tests {
             channels: Vec::new(),
             escalation: Vec::new(),
             renotify: None,
+            respond_within: None,
             language: Language::Chinese,
         }
     }

@@ -52,11 +52,27 @@ pub struct RawSettings {
     #[serde(default)]
     pub catalog: Vec<String>,
     #[serde(default)]
+    pub people: Vec<RawPerson>,
+    #[serde(default)]
     pub teams: Vec<RawTeam>,
     #[serde(default)]
     pub stations: Vec<RawStation>,
     #[serde(default)]
     pub zones: Vec<RawZone>,
+}
+
+/// A named person (`[[people]]`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPerson {
+    pub id: String,
+    pub name: Option<String>,
+    pub phone: Option<String>,
+    pub role: Option<String>,
+    pub superior: Option<String>,
+    /// Chat user ids by platform: `{ wecom = "WangDa", dingtalk = "..." }`.
+    #[serde(default)]
+    pub chat_ids: IndexMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -247,12 +263,31 @@ pub struct RawTeam {
     #[serde(default)]
     pub escalation: Vec<RawEscalation>,
     pub renotify: Option<String>,
+    /// 叫应 deadline for an acknowledgement of a page: `"5m"`, or
+    /// `{ default = "10m", guaranteed = "3m" }` (from a flood stage up).
+    pub respond_within: Option<RawRespondWithin>,
     pub language: Option<String>,
+}
+
+/// A deadline for every alert, or per flood stage.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawRespondWithin {
+    Always(String),
+    ByStage(IndexMap<String, String>),
+}
+
+/// A team member: a person's id, or an inline table.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawMember {
+    Person(String),
+    Inline(RawInlineMember),
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawMember {
+pub struct RawInlineMember {
     pub name: String,
     pub phone: Option<String>,
 }
@@ -285,6 +320,8 @@ pub struct RawChannel {
     /// Extra HTTP headers (an SMS gateway's API key, for instance).
     #[serde(default)]
     pub headers: IndexMap<String, String>,
+    /// The key that confirms a call in a provider's callback (default "1").
+    pub confirm_digit: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

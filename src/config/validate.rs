@@ -44,6 +44,14 @@ impl Ctx<'_> {
         });
     }
 
+    fn person(&mut self, id: &str, key: &str, message: impl Into<String>) {
+        self.problems.push(Problem {
+            file: self.origins.section("people"),
+            key: format!("people[{id}].{key}"),
+            message: message.into(),
+        });
+    }
+
     fn team(&mut self, id: &str, key: &str, message: impl Into<String>) {
         self.problems.push(Problem {
             file: self.origins.team(id),
@@ -173,6 +181,8 @@ pub(super) fn validate(mut raw: RawSettings, origins: &Origins) -> Result<Settin
 
     let sl651 = raw.sl651.map(|s| sl651(&mut cx, s, &rules, &mqtt.topics));
 
+    let people = people(&mut cx, raw.people);
+
     let mut team_ids = HashSet::new();
     for t in &raw.teams {
         if !team_ids.insert(t.id.clone()) {
@@ -182,7 +192,7 @@ pub(super) fn validate(mut raw: RawSettings, origins: &Origins) -> Result<Settin
     let teams: Vec<Team> = raw
         .teams
         .into_iter()
-        .map(|t| team(&mut cx, t, &team_ids))
+        .map(|t| team(&mut cx, t, &team_ids, &people))
         .collect();
 
     for (i, t) in teams.iter().enumerate() {
@@ -265,6 +275,18 @@ pub(super) fn validate(mut raw: RawSettings, origins: &Origins) -> Result<Settin
         }
     }
     for t in &teams {
+        for (stage, _) in t.respond_within.iter().flat_map(|r| &r.by_stage) {
+            let known = stations.iter().any(|s| s.stages.position(stage).is_some());
+            if !known && !stations.is_empty() {
+                cx.team(
+                    &t.id,
+                    &format!("respond_within.{stage}"),
+                    format!(
+                        "no station has a stage named `{stage}` (use `default` for every alert)"
+                    ),
+                );
+            }
+        }
         for e in &t.escalation {
             if let Some(stage) = &e.min_stage {
                 let known = stations.iter().any(|s| s.stages.position(stage).is_some());
@@ -289,6 +311,7 @@ pub(super) fn validate(mut raw: RawSettings, origins: &Origins) -> Result<Settin
             rules,
             limits,
             sl651,
+            people,
             teams,
             stations,
             zones,
@@ -733,7 +756,93 @@ fn language(text: Option<&str>) -> Result<Language, String> {
     }
 }
 
-fn team(cx: &mut Ctx, raw: RawTeam, team_ids: &HashSet<String>) -> Team {
+/// The people, each reference checked: unique ids, known superiors, no superior chain that
+/// comes back to where it started.
+fn people(cx: &mut Ctx, raw: Vec<super::raw::RawPerson>) -> Vec<Person> {
+    let mut seen = HashSet::new();
+    let mut out: Vec<Person> = Vec::new();
+    for p in raw {
+        if !valid_station_id(&p.id) {
+            cx.person(
+                &p.id,
+                "id",
+                "must be 1 to 64 characters of A-Z a-z 0-9 _ . -",
+            );
+        }
+        if !seen.insert(p.id.clone()) {
+            cx.person(&p.id, "id", "duplicate person id");
+            continue;
+        }
+        if p.phone
+            .as_deref()
+            .is_some_and(|ph| phone_digits(ph).len() < 3)
+        {
+            cx.person(&p.id, "phone", "is not a phone number");
+        }
+        for platform in p.chat_ids.keys() {
+            if !["wecom", "dingtalk", "feishu"].contains(&platform.as_str()) {
+                cx.person(
+                    &p.id,
+                    &format!("chat_ids.{platform}"),
+                    "is not one of wecom, dingtalk, feishu",
+                );
+            }
+        }
+        out.push(Person {
+            name: p.name.unwrap_or_else(|| p.id.clone()),
+            id: p.id,
+            phone: p.phone,
+            role: p.role,
+            superior: p.superior,
+            chat_ids: p.chat_ids.into_iter().collect(),
+        });
+    }
+    let ids: HashSet<&str> = out.iter().map(|p| p.id.as_str()).collect();
+    let mut reported_cycle: HashSet<String> = HashSet::new();
+    for p in &out {
+        let Some(boss) = &p.superior else { continue };
+        if !ids.contains(boss.as_str()) {
+            cx.person(&p.id, "superior", format!("unknown person `{boss}`"));
+            continue;
+        }
+        // Follow the chain up; coming back to `p` is a cycle (reported once, at the first
+        // person of it in the file).
+        let mut chain = vec![p.id.clone()];
+        let mut at = boss.clone();
+        loop {
+            if at == p.id {
+                if chain.iter().all(|c| !reported_cycle.contains(c)) {
+                    chain.push(at);
+                    cx.person(
+                        &p.id,
+                        "superior",
+                        format!(
+                            "superiors go round in a circle ({}): the chain must end with someone who has no superior",
+                            chain.join(" → ")
+                        ),
+                    );
+                    reported_cycle.extend(chain);
+                }
+                break;
+            }
+            if chain.contains(&at) {
+                break; // a cycle further up, reported from one of its own people
+            }
+            chain.push(at.clone());
+            match out
+                .iter()
+                .find(|q| q.id == at)
+                .and_then(|q| q.superior.clone())
+            {
+                Some(next) if ids.contains(next.as_str()) => at = next,
+                _ => break,
+            }
+        }
+    }
+    out
+}
+
+fn team(cx: &mut Ctx, raw: RawTeam, team_ids: &HashSet<String>, people: &[Person]) -> Team {
     let id = raw.id.clone();
     let token = secret(
         raw.token,
@@ -746,14 +855,40 @@ fn team(cx: &mut Ctx, raw: RawTeam, team_ids: &HashSet<String>) -> Team {
         cx.team(&id, "language", m);
         Language::Chinese
     });
-    let members: Vec<Member> = raw
-        .members
-        .into_iter()
-        .map(|m| Member {
-            name: m.name,
-            phone: m.phone,
-        })
-        .collect();
+    let mut members: Vec<Member> = Vec::new();
+    for (i, m) in raw.members.into_iter().enumerate() {
+        match m {
+            super::raw::RawMember::Person(pid) => match people.iter().find(|p| p.id == pid) {
+                Some(p) => {
+                    if members
+                        .iter()
+                        .any(|m| m.person.as_deref() == Some(pid.as_str()))
+                    {
+                        cx.team(
+                            &id,
+                            &format!("members[{i}]"),
+                            format!("`{pid}` is listed twice"),
+                        );
+                    }
+                    members.push(Member {
+                        person: Some(pid),
+                        name: p.name.clone(),
+                        phone: p.phone.clone(),
+                    });
+                }
+                None => cx.team(
+                    &id,
+                    &format!("members[{i}]"),
+                    format!("unknown person `{pid}`: add it to [[people]]"),
+                ),
+            },
+            super::raw::RawMember::Inline(m) => members.push(Member {
+                person: None,
+                name: m.name,
+                phone: m.phone,
+            }),
+        }
+    }
     let channels: Vec<Channel> = raw
         .channels
         .into_iter()
@@ -790,6 +925,41 @@ fn team(cx: &mut Ctx, raw: RawTeam, team_ids: &HashSet<String>) -> Team {
         .renotify
         .as_deref()
         .map(|t| cx.duration(t, |c, m| c.team(&id, "renotify", m)));
+    let deadline = |cx: &mut Ctx, key: &str, text: &str| {
+        let before = cx.problems.len();
+        let d = cx.duration(text, |c, m| c.team(&id, key, m));
+        if d.is_zero() && cx.problems.len() == before {
+            cx.team(&id, key, "must be above zero");
+        }
+        d
+    };
+    let respond_within = raw.respond_within.map(|r| match r {
+        super::raw::RawRespondWithin::Always(t) => RespondWithin {
+            default: Some(deadline(cx, "respond_within", &t)),
+            by_stage: Vec::new(),
+        },
+        super::raw::RawRespondWithin::ByStage(table) => {
+            let mut out = RespondWithin {
+                default: None,
+                by_stage: Vec::new(),
+            };
+            for (stage, t) in table {
+                let d = deadline(cx, &format!("respond_within.{stage}"), &t);
+                match stage.as_str() {
+                    "default" => out.default = Some(d),
+                    _ => out.by_stage.push((stage, d)),
+                }
+            }
+            out
+        }
+    });
+    if respond_within.is_some() && members.is_empty() {
+        cx.team(
+            &id,
+            "respond_within",
+            "a deadline needs members to call: list them in `members`",
+        );
+    }
     Team {
         name: raw.name.unwrap_or_else(|| id.clone()),
         id,
@@ -798,6 +968,7 @@ fn team(cx: &mut Ctx, raw: RawTeam, team_ids: &HashSet<String>) -> Team {
         channels,
         escalation,
         renotify,
+        respond_within,
         language,
     }
 }
@@ -910,6 +1081,16 @@ fn channel(
             "must be at least 1 (leave it out for no limit)",
         );
     }
+    let confirm_digit = raw.confirm_digit.unwrap_or_else(|| "1".into());
+    if !(confirm_digit.len() == 1
+        && matches!(confirm_digit.as_bytes()[0], b'0'..=b'9' | b'*' | b'#'))
+    {
+        cx.team(
+            team,
+            &key("confirm_digit"),
+            format!("`{confirm_digit}` is not one key of a phone's keypad (0-9, * or #)"),
+        );
+    }
     let language = match raw.language.as_deref() {
         None => team_language,
         Some(l) => language(Some(l)).unwrap_or_else(|m| {
@@ -934,6 +1115,7 @@ fn channel(
         backoff,
         give_up_after,
         headers: raw.headers.into_iter().collect(),
+        confirm_digit,
     })
 }
 

@@ -113,6 +113,36 @@ CREATE TABLE IF NOT EXISTS alert_pages (
     PRIMARY KEY (alert_id, team)
 ) WITHOUT ROWID;
 
+-- 叫应 (notify::callout): each step taken for a team's round of an alert (the round starts
+-- when the alert last needed an answer, `since_ms`); `people` is a JSON array of person ids.
+CREATE TABLE IF NOT EXISTS callout_steps (
+    alert_id TEXT    NOT NULL,
+    team     TEXT    NOT NULL,
+    since_ms INTEGER NOT NULL,
+    step     INTEGER NOT NULL,
+    at_ms    INTEGER NOT NULL,
+    people   TEXT    NOT NULL,
+    PRIMARY KEY (alert_id, team, since_ms, step)
+) WITHOUT ROWID;
+
+-- The callout audit (notify::callout_log): every page, call result and acknowledgement with
+-- its time and person. Deliveries are read from the outbox.
+CREATE TABLE IF NOT EXISTS callout_log (
+    id       INTEGER PRIMARY KEY,
+    alert_id TEXT    NOT NULL,
+    at_ms    INTEGER NOT NULL,
+    kind     TEXT    NOT NULL,
+    team     TEXT,
+    person   TEXT,
+    name     TEXT,
+    phone    TEXT,
+    channel  TEXT,
+    event_id TEXT,
+    detail   TEXT
+);
+CREATE INDEX IF NOT EXISTS callout_log_alert ON callout_log (alert_id, id);
+CREATE INDEX IF NOT EXISTS callout_log_person ON callout_log (person, id);
+
 -- Every SL 651 frame as received (all packets of a multi-packet report), for audit: the
 -- readings keep only the mapped elements. Deleted after `journal.retention`, like readings.
 CREATE TABLE IF NOT EXISTS sl651_frames (
@@ -715,12 +745,14 @@ pub struct Pruned {
     pub notifications: usize,
     /// SL 651 frames kept for audit.
     pub frames: usize,
+    /// 叫应 audit lines and steps of closed alerts, and answers that were for no alert.
+    pub callouts: usize,
 }
 
 /// Deletes readings received before `before_ms` that every consumer has passed (retention
 /// never deletes a reading that has not been forwarded), dead letters received before it,
-/// delivered or failed notifications and audit copies of SL 651 frames older than it, in
-/// small chunks.
+/// delivered or failed notifications, audit copies of SL 651 frames, and the callout audit
+/// and steps of alerts no longer open older than it, in small chunks.
 pub fn prune(
     conn: &Connection,
     before_ms: Millis,
@@ -762,6 +794,21 @@ pub fn prune(
                 )?
                 .execute(params![before_ms, PRUNE_CHUNK])?)
         })?,
+        // An open alert keeps its whole audit, however long it stays open.
+        callouts: in_chunks(|| {
+            Ok(conn
+                .prepare_cached(
+                    "DELETE FROM callout_log WHERE id IN (
+                       SELECT c.id FROM callout_log c LEFT JOIN alerts a ON a.alert_id = c.alert_id
+                       WHERE c.at_ms < ?1 AND coalesce(a.open, 0) = 0 ORDER BY c.id LIMIT ?2)",
+                )?
+                .execute(params![before_ms, PRUNE_CHUNK])?)
+        })? + conn
+            .prepare_cached(
+                "DELETE FROM callout_steps WHERE at_ms < ?1
+                   AND alert_id NOT IN (SELECT alert_id FROM alerts WHERE open = 1)",
+            )?
+            .execute([before_ms])?,
     })
 }
 
@@ -849,6 +896,36 @@ mod tests {
             .query_row("SELECT count(*) FROM sl651_frames", [], |r| r.get(0))
             .unwrap();
         assert_eq!(left, 1);
+    }
+
+    #[test]
+    fn retention_keeps_the_callout_audit_of_open_alerts() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open(&dir.path().join("j.db")).unwrap();
+        conn.execute_batch(
+            "INSERT INTO alerts VALUES ('open', 's', 'stage', 1, 0, '{}');
+             INSERT INTO alerts VALUES ('closed', 's', 'stage', 0, 0, '{}');
+             INSERT INTO callout_log (alert_id, at_ms, kind) VALUES ('open', 10, 'page');
+             INSERT INTO callout_log (alert_id, at_ms, kind) VALUES ('closed', 10, 'page');
+             INSERT INTO callout_log (alert_id, at_ms, kind) VALUES ('', 10, 'call_result');
+             INSERT INTO callout_log (alert_id, at_ms, kind) VALUES ('closed', 99, 'page');
+             INSERT INTO callout_steps VALUES ('open', 'east', 0, 1, 10, '[]');
+             INSERT INTO callout_steps VALUES ('closed', 'east', 0, 1, 10, '[]');",
+        )
+        .unwrap();
+        assert_eq!(prune(&conn, 50, None).unwrap().callouts, 3);
+        let left: Vec<(String, i64)> = conn
+            .prepare("SELECT alert_id, at_ms FROM callout_log ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(left, [("open".to_string(), 10), ("closed".to_string(), 99)]);
+        let steps: i64 = conn
+            .query_row("SELECT count(*) FROM callout_steps", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(steps, 1);
     }
 
     #[test]

@@ -38,12 +38,14 @@ fn state_words(state: AlertState, language: Language) -> &'static str {
         (Language::Chinese, AlertState::Deescalated) => "降级",
         (Language::Chinese, AlertState::Resolved) => "解除",
         (Language::Chinese, AlertState::Acknowledged) => "已确认",
+        (Language::Chinese, AlertState::Unanswered) => "未应答",
         (Language::English, AlertState::Pending) => "PENDING",
         (Language::English, AlertState::Firing) => "FIRING",
         (Language::English, AlertState::Escalated) => "ESCALATED",
         (Language::English, AlertState::Deescalated) => "DE-ESCALATED",
         (Language::English, AlertState::Resolved) => "RESOLVED",
         (Language::English, AlertState::Acknowledged) => "ACKNOWLEDGED",
+        (Language::English, AlertState::Unanswered) => "UNANSWERED",
     }
 }
 
@@ -84,9 +86,30 @@ pub fn title(p: &EventPayload, language: Language) -> String {
     )
 }
 
+/// Who an unanswered page calls (叫应): `王队长 13800000001、赵四 13800000002`.
+fn callees(p: &EventPayload) -> Option<String> {
+    let call = p.callout.as_ref()?;
+    Some(
+        call.people
+            .iter()
+            .map(|c| match &c.phone {
+                Some(phone) => format!("{} {phone}", c.name),
+                None => c.name.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join("、"),
+    )
+}
+
 /// The message body as markdown lines: what happened, when, trend, and how to acknowledge.
 pub fn markdown(p: &EventPayload, language: Language) -> String {
     let mut lines = vec![format!("**{}**", title(p, language)), p.message.clone()];
+    if let Some(people) = callees(p) {
+        lines.push(match language {
+            Language::Chinese => format!("无人应答，现呼叫：{people}"),
+            Language::English => format!("Nobody answered; now calling: {people}"),
+        });
+    }
     match language {
         Language::Chinese => {
             lines.push(format!("观测时间：{}", p.observed_at));
@@ -246,9 +269,11 @@ fn build(channel: &Channel, p: &EventPayload, now_ms: i64) -> Option<Request> {
                     urlencoding::encode(s).into_owned()
                 }
             };
+            // An unanswered page calls the step's people, not the channel's fixed list.
+            let phones = p.callout_phones().unwrap_or_else(|| channel.phones.clone());
             let fill = |template: &str, escape: &dyn Fn(&str) -> String| -> String {
                 template
-                    .replace("{phones}", &escape(&channel.phones.join(",")))
+                    .replace("{phones}", &escape(&phones.join(",")))
                     .replace("{message}", &escape(&text))
                     .replace("{station}", &escape(&p.station))
                     .replace("{station_name}", &escape(&p.station_name))

@@ -129,6 +129,22 @@ pub fn any_timers(settings: &Settings) -> bool {
         .any(|t| t.renotify.is_some() || !t.escalation.is_empty())
 }
 
+/// When the alert last became unacknowledged again: after its latest acknowledgement, the
+/// first raise (`events` oldest first). `None` when it was never acknowledged.
+pub fn unacknowledged_since(events: &[AlertEvent]) -> Option<Millis> {
+    let lifecycle = |e: &&AlertEvent| e.page.is_none();
+    events
+        .iter()
+        .rposition(|e| e.page.is_none() && e.state == AlertState::Acknowledged)
+        .and_then(|i| {
+            events[i + 1..]
+                .iter()
+                .filter(lifecycle)
+                .find(|e| matches!(e.state, AlertState::Firing | AlertState::Escalated))
+                .map(|e| e.created_at)
+        })
+}
+
 /// The pages due at `now` for one open alert, from the journal's record of it (`paged`, its
 /// `events` oldest first), as events copied from its latest lifecycle event with a fresh
 /// `event_id`.
@@ -146,17 +162,7 @@ pub fn pages(
         .filter(|e| matches!(e.state, AlertState::Firing | AlertState::Escalated))
         .map(|e| (e.stage_index, e.created_at))
         .collect();
-    // After the latest acknowledgement, the first raise made the alert need a new one.
-    let unacknowledged_since = events
-        .iter()
-        .rposition(|e| e.page.is_none() && e.state == AlertState::Acknowledged)
-        .and_then(|i| {
-            events[i + 1..]
-                .iter()
-                .filter(lifecycle)
-                .find(|e| matches!(e.state, AlertState::Firing | AlertState::Escalated))
-                .map(|e| e.created_at)
-        });
+    let unacknowledged_since = unacknowledged_since(events);
     let timers = Timers {
         alert,
         paged,
@@ -181,6 +187,7 @@ pub fn pages(
                     team,
                     from_team: None,
                     unacknowledged_since: since,
+                    call: None,
                 },
                 Due::Escalate { from, to, since } => {
                     tracing::warn!(alert_id = %alert.alert_id, station = %alert.station, from = %from, to = %to,
@@ -190,6 +197,7 @@ pub fn pages(
                         team: to,
                         from_team: Some(from),
                         unacknowledged_since: since,
+                        call: None,
                     }
                 }
             };

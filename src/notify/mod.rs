@@ -10,6 +10,8 @@
 //! receiver refuses for good, or that keeps failing past the channel's `give_up_after`, is
 //! marked failed ([`outcome`]) and stops holding back the rows behind it.
 
+pub mod callout;
+pub mod callout_log;
 pub mod channels;
 pub mod dispatch;
 pub mod escalation;
@@ -122,6 +124,18 @@ pub fn destinations(settings: &Settings, teams: &[&str]) -> Vec<String> {
     out
 }
 
+/// The outbox destinations of `event` in `teams`: [`destinations`], with phone channels
+/// (SMS, voice) first for an `unanswered` page, which calls people again.
+pub fn destinations_for(settings: &Settings, event: &AlertEvent, teams: &[&str]) -> Vec<String> {
+    let mut out = destinations(settings, teams);
+    if event.state == AlertState::Unanswered {
+        out.sort_by_key(|d| {
+            !lookup(settings, d).is_some_and(|(_, c)| callout::is_phone_channel(c.kind))
+        });
+    }
+    out
+}
+
 /// A channel's outbox address: `{team}/{channel id}`. Channel ids never contain `/`, so the
 /// last `/` separates the two.
 pub fn destination(team: &Team, channel: &Channel) -> String {
@@ -155,6 +169,9 @@ pub struct EventPayload {
     pub late: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub acknowledged_by: Option<String>,
+    /// The person who acknowledged (叫应), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acknowledged_person: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trend_m_per_h: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -180,6 +197,18 @@ pub struct EventPayload {
     /// For reminders and escalations: seconds the alert has waited for an acknowledgement.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unacknowledged_s: Option<f64>,
+    /// On an `unanswered` event (叫应): the step and the people to call, with their phones.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub callout: Option<crate::alerts::CallStep>,
+}
+
+impl EventPayload {
+    /// The phones this event is for: the callout step's people, when it names any.
+    pub fn callout_phones(&self) -> Option<Vec<String>> {
+        let call = self.callout.as_ref()?;
+        let phones: Vec<String> = call.people.iter().filter_map(|c| c.phone.clone()).collect();
+        (!phones.is_empty()).then_some(phones)
+    }
 }
 
 impl EventPayload {
@@ -204,6 +233,7 @@ impl EventPayload {
             message: event.message.clone(),
             late: event.late,
             acknowledged_by: event.acknowledged_by.clone(),
+            acknowledged_person: event.acknowledged_person.clone(),
             trend_m_per_h: event.trend_m_per_h,
             time_to_next_stage_s: event.time_to_next_stage_s,
             ack_url: settings
@@ -227,6 +257,7 @@ impl EventPayload {
                 .page
                 .as_ref()
                 .map(|p| (event.created_at - p.unacknowledged_since).max(0) as f64 / 1000.0),
+            callout: event.page.as_ref().and_then(|p| p.call.clone()),
         }
     }
 }

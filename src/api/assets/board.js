@@ -28,7 +28,12 @@
       load_failed: "加载失败：", stations_over: "超", stations_count: "站", all_normal: "全部正常",
       hydrograph: "水位过程线", no_series: "该时段无数据", pick: "点击站点查看水位过程线",
       value: "值", threshold: "阈值", team: "责任队伍", deliveries: "演示巡堤队收到的通知",
-      failed_notifications: "发送失败的通知", attempts: "次尝试"
+      failed_notifications: "发送失败的通知", attempts: "次尝试",
+      unreached: "未叫醒", paged_people: "已呼叫", tried: "已尝试", callouts: "叫应记录",
+      acked_person: "应答人：",
+      kind_page: "通知", kind_redial: "重呼", kind_escalation: "呼叫上级", kind_delivered: "已送达",
+      kind_delivery_failed: "发送失败", kind_delivery_pending: "待发送", kind_call_result: "呼叫结果",
+      kind_acknowledgement: "确认"
     },
     en: {
       title: "Status board", connecting: "connecting…", live: "live", disconnected: "disconnected",
@@ -44,7 +49,12 @@
       load_failed: "Loading failed: ", stations_over: "≥", stations_count: "", all_normal: "all normal",
       hydrograph: "Hydrograph", no_series: "no readings in this period", pick: "Click a station for its hydrograph",
       value: "value", threshold: "threshold", team: "team",
-      failed_notifications: "Failed notifications", attempts: "attempts"
+      failed_notifications: "Failed notifications", attempts: "attempts",
+      unreached: "Unreached", paged_people: "called", tried: "tried", callouts: "Callout log",
+      acked_person: "answered by ",
+      kind_page: "paged", kind_redial: "called again", kind_escalation: "superior called", kind_delivered: "delivered",
+      kind_delivery_failed: "delivery failed", kind_delivery_pending: "pending", kind_call_result: "call result",
+      kind_acknowledgement: "acknowledged"
     }
   };
   var STAGE_NAMES = {
@@ -63,9 +73,9 @@
   };
   var STATE_NAMES = {
     zh: { pending: "待定", firing: "告警", escalated: "升级", deescalated: "降级", resolved: "解除",
-          acknowledged: "已确认" },
+          acknowledged: "已确认", unanswered: "未应答" },
     en: { pending: "pending", firing: "firing", escalated: "escalated", deescalated: "de-escalated",
-          resolved: "resolved", acknowledged: "acknowledged" }
+          resolved: "resolved", acknowledged: "acknowledged", unanswered: "unanswered" }
   };
   // Chinese signal colours (SL 758: blue, yellow, orange, red), NWS stages mapped alongside.
   var STAGE_COLOUR = {
@@ -156,6 +166,7 @@
       })
       .then(refreshDeliveries)
       .then(refreshFailed)
+      .then(refreshUnreached)
       .catch(showError);
   }
 
@@ -186,6 +197,60 @@
         el("div", { class: "meta", text: n.last_error || "" })
       ]));
     });
+  }
+
+  // 未叫醒: alerts whose page nobody answered in time, with who was called and what was
+  // tried. Timers move them without a reading, so they are looked for often too.
+  var unreached = [];
+  var knownPeople = {}; // person id -> name, as the unreached list named them
+  function refreshUnreached() {
+    return api("/api/v1/unreached").then(function (list) {
+      unreached = list;
+      list.forEach(function (u) { u.paged.forEach(function (p) { knownPeople[p.person] = p.name; }); });
+      renderUnreached();
+    });
+  }
+
+  function kindText(kind) { return t("kind_" + kind); }
+
+  function renderUnreached() {
+    var panel = document.getElementById("unreached-panel");
+    panel.hidden = !unreached.length;
+    document.getElementById("unreached-count").textContent = unreached.length ? "(" + unreached.length + ")" : "";
+    var ul = document.getElementById("unreached");
+    ul.textContent = "";
+    unreached.forEach(function (u) {
+      var people = u.paged.map(function (p) { return p.name + (p.phone ? " " + p.phone : ""); }).join("、");
+      var attempts = u.tried.filter(function (e) { return e.kind !== "page"; }).slice(-6).map(function (e) {
+        return timeText(e.at) + " " + kindText(e.kind) + (e.name ? " " + e.name : "") + (e.channel ? " · " + e.channel : "") +
+          (e.kind === "call_result" && e.detail ? " (" + e.detail.split(" (")[0] + ")" : "");
+      });
+      var li = el("li", { "data-alert": u.alert_id, "data-station": u.station }, [
+        el("div", { class: "what", text: u.station_name + " · " + ruleName(u.rule) + " · " + t("since") + " " + timeText(u.since) }),
+        el("div", { class: "meta", text: t("paged_people") + "：" + people }),
+        el("div", { class: "meta", text: t("tried") + "：" + attempts.join("；") })
+      ]);
+      li.addEventListener("click", function () { select(u.station); });
+      ul.appendChild(li);
+    });
+  }
+
+  // The alert view's callout log: every page, delivery, call result and acknowledgement.
+  function toggleCallouts(li, alertId, button) {
+    var box = li.querySelector("table.callouts");
+    if (box) { box.remove(); return; }
+    api("/api/v1/alerts/" + encodeURIComponent(alertId) + "/callouts").then(function (entries) {
+      var table = el("table", { class: "callouts" });
+      entries.slice(-40).forEach(function (e) {
+        table.appendChild(el("tr", { "data-kind": e.kind }, [
+          el("td", { text: timeText(e.at) }),
+          el("td", { text: kindText(e.kind) }),
+          el("td", { text: (e.name || e.person || "") + (e.phone ? " " + e.phone : "") }),
+          el("td", { text: (e.channel || "") + (e.detail ? " " + e.detail : "") })
+        ]));
+      });
+      li.insertBefore(table, button.nextSibling);
+    }).catch(showError);
   }
 
   // `hydrowatch demo` runs a patrol team's webhook receiver in-process and lists what it
@@ -384,18 +449,34 @@
       var what = (s ? s.name : a.station) + " · " + (a.rule === "stage" ? "≥ " + stageName(a.stage, false)
         : a.rule === "drought" ? "≤ " + stageName(a.stage, true) : ruleName(a.rule));
       var ack = a.acknowledged_by
-        ? el("div", { class: "ack yes", text: "✔ " + t("acked_by") + teamName(a.acknowledged_by) + " " + timeText(a.acknowledged_at) })
+        ? el("div", { class: "ack yes", text: "✔ " + t("acked_by") + teamName(a.acknowledged_by) + " " + timeText(a.acknowledged_at) +
+            ackPerson(a) })
         : el("div", { class: "ack no", text: "✖ " + t("not_acked") });
+      var toggle = el("button", { type: "button", class: "callouts-toggle", text: t("callouts") });
       var li = el("li", { class: "sev-" + alertColour(a), "data-alert": a.alert_id, "data-rule": a.rule, "data-station": a.station, "data-acknowledged": a.acknowledged_by ? "yes" : "no" }, [
         el("div", { class: "what", text: what }),
         el("div", { class: "meta", text: (STATE_NAMES[lang][a.state] || a.state) + " · " + t("value") + " " + fmt(a.value, 2) +
           " / " + t("threshold") + " " + fmt(a.threshold, 2) + " · " + t("since") + " " + timeText(a.opened_at) }),
-        ack
+        ack,
+        toggle
       ]);
+      toggle.addEventListener("click", function (ev) { ev.stopPropagation(); toggleCallouts(li, a.alert_id, toggle); });
       li.addEventListener("click", function () { select(a.station); });
       list.appendChild(li);
     });
   }
+
+  // Who answered, from the alert's latest acknowledged event (when a person was named).
+  function ackPerson(a) {
+    var events = a.events || [];
+    for (var i = events.length - 1; i >= 0; i--) {
+      if (events[i].state === "acknowledged") {
+        return events[i].acknowledged_person ? " · " + t("acked_person") + personName(events[i].acknowledged_person) : "";
+      }
+    }
+    return "";
+  }
+  function personName(id) { return knownPeople[id] || id; }
 
   function teamName(id) {
     for (var i = 0; i < stations.length; i++) if (stations[i].team === id && stations[i].team_name) return stations[i].team_name;
@@ -617,6 +698,7 @@
   setInterval(refresh, 60000);
   // A notification fails without any event on the live stream: look for new ones often.
   setInterval(function () { refreshFailed().catch(showError); }, 10000);
+  setInterval(function () { refreshUnreached().catch(showError); }, 5000);
   refresh();
   connect();
 })();

@@ -1,0 +1,546 @@
+//! The 叫应 tables' SQL: the steps taken for each alert (`callout_steps`, the callout timers'
+//! durable state) and the audit of every page, call result and acknowledgement with its time
+//! and person (`callout_log`). Deliveries come from the outbox, so the audit shows what each
+//! channel did with each page without a second copy of it.
+//!
+//! The writer calls the `record_*` and `log_*` functions inside the transaction of the event
+//! they belong to; the API reads [`audit`] and [`unreached`].
+
+use rusqlite::{params, Connection};
+use serde::Serialize;
+
+use super::callout::{self, DueStep, Step};
+use crate::alerts::{Alert, AlertEvent, AlertState, Callee, PageReason};
+use crate::config::Settings;
+use crate::journal::{self, JournalError};
+use crate::model::{format_time, Millis};
+
+/// One line of an alert's callout audit.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Entry {
+    pub alert_id: String,
+    /// Milliseconds since the epoch, like every time in the API.
+    pub at: Millis,
+    /// `page`, `redial`, `escalation` (a superior paged), `delivered`, `delivery_failed`,
+    /// `delivery_pending`, `call_result`, `acknowledgement`.
+    pub kind: String,
+    pub team: Option<String>,
+    pub person: Option<String>,
+    pub name: Option<String>,
+    pub phone: Option<String>,
+    /// The channel id (deliveries, call results).
+    pub channel: Option<String>,
+    pub event_id: Option<String>,
+    /// The event's state for pages and deliveries, the outcome of a call, who answered.
+    pub detail: Option<String>,
+}
+
+impl Entry {
+    fn new(alert_id: &str, at: Millis, kind: &str) -> Entry {
+        Entry {
+            alert_id: alert_id.to_string(),
+            at,
+            kind: kind.to_string(),
+            team: None,
+            person: None,
+            name: None,
+            phone: None,
+            channel: None,
+            event_id: None,
+            detail: None,
+        }
+    }
+
+    fn with_callee(mut self, c: &Callee) -> Entry {
+        self.person = Some(c.person.clone());
+        self.name = Some(c.name.clone());
+        self.phone = c.phone.clone();
+        self
+    }
+}
+
+/// Appends one line to the audit.
+pub fn log(conn: &Connection, e: &Entry) -> Result<(), JournalError> {
+    conn.prepare_cached(
+        "INSERT INTO callout_log (alert_id, at_ms, kind, team, person, name, phone, channel,
+                                  event_id, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?
+    .execute(params![
+        e.alert_id, e.at, e.kind, e.team, e.person, e.name, e.phone, e.channel, e.event_id,
+        e.detail
+    ])?;
+    Ok(())
+}
+
+/// Logs who `event` pages in `team`: the step's callees for an unanswered page (`redial`,
+/// or `escalation` for superiors), the team's members for any other page.
+pub fn log_page(
+    conn: &Connection,
+    settings: &Settings,
+    event: &AlertEvent,
+    team: &str,
+    now: Millis,
+) -> Result<(), JournalError> {
+    let (kind, callees) = match event.page.as_ref().and_then(|p| p.call.as_ref()) {
+        Some(call) if call.step == 1 => ("redial", call.people.clone()),
+        Some(call) => ("escalation", call.people.clone()),
+        None => match settings.team(team) {
+            Some(t) => ("page", callout::members(settings, t)),
+            None => return Ok(()),
+        },
+    };
+    let detail = match event.page.as_ref().map(|p| p.reason) {
+        Some(PageReason::Renotify) => "reminder".to_string(),
+        Some(PageReason::Escalation) => "escalation page".to_string(),
+        Some(PageReason::Unanswered) => match event.page.as_ref().and_then(|p| p.call.as_ref()) {
+            Some(call) => format!("unanswered, step {}", call.step),
+            None => "unanswered".into(),
+        },
+        None => event.state.as_str().to_string(),
+    };
+    for c in &callees {
+        let mut e = Entry::new(&event.alert_id, now, kind).with_callee(c);
+        e.team = Some(team.to_string());
+        e.event_id = Some(event.event_id.clone());
+        e.detail = Some(match &c.superior_of {
+            Some(of) => format!("{detail} (superior of {of})"),
+            None => detail.clone(),
+        });
+        log(conn, &e)?;
+    }
+    Ok(())
+}
+
+/// Records a step as taken, in the transaction of its event.
+pub fn record_step(
+    conn: &Connection,
+    alert_id: &str,
+    due: &DueStep,
+    now: Millis,
+) -> Result<(), JournalError> {
+    let people: Vec<&str> = due.callees.iter().map(|c| c.person.as_str()).collect();
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO callout_steps (alert_id, team, since_ms, step, at_ms, people)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        alert_id,
+        due.team,
+        due.since,
+        due.step,
+        now,
+        serde_json::to_string(&people)?
+    ])?;
+    Ok(())
+}
+
+/// The steps taken for an alert, oldest first.
+pub fn steps(conn: &Connection, alert_id: &str) -> Result<Vec<Step>, JournalError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT team, since_ms, step, at_ms, people FROM callout_steps WHERE alert_id = ?1
+         ORDER BY at_ms, team, step",
+    )?;
+    let rows = stmt.query_map([alert_id], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, u32>(2)?,
+            r.get::<_, i64>(3)?,
+            r.get::<_, String>(4)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (team, since, step, at, people) = row?;
+        out.push(Step {
+            team,
+            since,
+            step,
+            at,
+            people: serde_json::from_str(&people)?,
+        });
+    }
+    Ok(out)
+}
+
+/// The open alerts `person` was called for, newest call first, with the team that called.
+pub fn alerts_calling(
+    conn: &Connection,
+    person: &str,
+) -> Result<Vec<(String, String)>, JournalError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT c.alert_id, c.team FROM callout_log c JOIN alerts a ON a.alert_id = c.alert_id
+         WHERE c.person = ?1 AND a.open = 1 AND c.kind IN ('page', 'redial', 'escalation')
+           AND c.team IS NOT NULL
+         ORDER BY c.id DESC LIMIT 1000",
+    )?;
+    let rows = stmt.query_map([person], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let mut out: Vec<(String, String)> = Vec::new();
+    for row in rows {
+        let (alert, team): (String, String) = row?;
+        if !out.iter().any(|(a, _)| *a == alert) {
+            out.push((alert, team));
+        }
+    }
+    Ok(out)
+}
+
+/// The alert an event id belongs to.
+pub fn alert_of_event(conn: &Connection, event_id: &str) -> Result<Option<String>, JournalError> {
+    use rusqlite::OptionalExtension;
+    Ok(conn
+        .query_row(
+            "SELECT alert_id FROM alert_events WHERE event_id = ?1",
+            [event_id],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+/// An alert's audit, oldest first: the logged pages, call results and acknowledgements, and
+/// each page's delivery on each channel (one line per person the page was for).
+pub fn audit(
+    conn: &Connection,
+    settings: &Settings,
+    alert_id: &str,
+    limit: usize,
+) -> Result<Vec<Entry>, JournalError> {
+    let mut out = Vec::new();
+    let mut stmt = conn.prepare_cached(
+        "SELECT at_ms, kind, team, person, name, phone, channel, event_id, detail
+         FROM callout_log WHERE alert_id = ?1 ORDER BY id LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![alert_id, limit as i64], |r| {
+        Ok(Entry {
+            alert_id: alert_id.to_string(),
+            at: r.get(0)?,
+            kind: r.get(1)?,
+            team: r.get(2)?,
+            person: r.get(3)?,
+            name: r.get(4)?,
+            phone: r.get(5)?,
+            channel: r.get(6)?,
+            event_id: r.get(7)?,
+            detail: r.get(8)?,
+        })
+    })?;
+    for row in rows {
+        out.push(row?);
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT o.destination, o.delivered_ms, o.failed_ms, o.last_error, o.attempts,
+                e.created_ms, e.json
+         FROM outbox o JOIN alert_events e ON e.seq = o.event_seq
+         WHERE e.alert_id = ?1 ORDER BY o.id LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![alert_id, limit as i64], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, Option<i64>>(1)?,
+            r.get::<_, Option<i64>>(2)?,
+            r.get::<_, Option<String>>(3)?,
+            r.get::<_, i64>(4)?,
+            r.get::<_, i64>(5)?,
+            r.get::<_, String>(6)?,
+        ))
+    })?;
+    for row in rows {
+        let (destination, delivered, failed, error, attempts, created, json) = row?;
+        let event: AlertEvent = serde_json::from_str(&json)?;
+        let Some((team, channel)) = destination.rsplit_once('/') else {
+            continue;
+        };
+        let (kind, at, detail) = match (delivered, failed) {
+            (Some(at), _) => ("delivered", at, event.state.as_str().to_string()),
+            (None, Some(at)) => (
+                "delivery_failed",
+                at,
+                format!("{}: {}", event.state.as_str(), error.unwrap_or_default()),
+            ),
+            (None, None) => (
+                "delivery_pending",
+                created,
+                format!("{} ({attempts} attempts)", event.state.as_str()),
+            ),
+        };
+        let callees = match event.page.as_ref().and_then(|p| p.call.as_ref()) {
+            Some(call) => call.people.clone(),
+            None => settings
+                .team(team)
+                .map(|t| callout::members(settings, t))
+                .unwrap_or_default(),
+        };
+        let base = || {
+            let mut e = Entry::new(alert_id, at, kind);
+            e.team = Some(team.to_string());
+            e.channel = Some(channel.to_string());
+            e.event_id = Some(event.event_id.clone());
+            e.detail = Some(detail.clone());
+            e
+        };
+        if callees.is_empty() {
+            out.push(base());
+        }
+        for c in &callees {
+            out.push(base().with_callee(c));
+        }
+    }
+    out.sort_by_key(|e| e.at);
+    out.truncate(limit);
+    Ok(out)
+}
+
+/// An alert nobody has answered although its deadline passed (未叫醒).
+#[derive(Debug, Clone, Serialize)]
+pub struct Unreached {
+    pub alert_id: String,
+    pub station: String,
+    pub station_name: String,
+    pub rule: String,
+    pub stage: String,
+    pub state: AlertState,
+    /// The teams whose deadline passed.
+    pub teams: Vec<String>,
+    /// Wall clock since which the alert has waited for an answer.
+    pub since: Millis,
+    /// `since` in the configured time zone.
+    pub since_time: String,
+    /// Everyone called so far in this round, first called first.
+    pub paged: Vec<Callee>,
+    /// The steps taken: when, which step, whom.
+    pub steps: Vec<StepView>,
+    /// What was tried, oldest first: pages, deliveries per channel, call results.
+    pub tried: Vec<Entry>,
+}
+
+/// A callout step as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepView {
+    pub team: String,
+    pub step: u32,
+    /// `redial` or `superiors`.
+    pub action: String,
+    pub at: Millis,
+    pub people: Vec<String>,
+}
+
+/// The open, unacknowledged alerts with at least one callout step in their current round.
+pub fn unreached(
+    conn: &Connection,
+    settings: &Settings,
+    open: &[Alert],
+) -> Result<Vec<Unreached>, JournalError> {
+    let mut out = Vec::new();
+    for alert in open {
+        if alert.acknowledged_by.is_some() {
+            continue;
+        }
+        let steps = steps(conn, &alert.alert_id)?;
+        if steps.is_empty() {
+            continue;
+        }
+        // Steps of a round an acknowledgement ended belong to that round.
+        let events = journal::alert_events(conn, &alert.alert_id)?;
+        let last_ack = events
+            .iter()
+            .rev()
+            .find(|e| e.state == AlertState::Acknowledged)
+            .map_or(Millis::MIN, |e| e.created_at);
+        let current: Vec<&Step> = steps.iter().filter(|s| s.at > last_ack).collect();
+        let Some(since) = current.iter().map(|s| s.since).min() else {
+            continue;
+        };
+        let tried: Vec<Entry> = audit(conn, settings, &alert.alert_id, 10_000)?
+            .into_iter()
+            .filter(|e| e.at >= since)
+            .collect();
+        let mut paged: Vec<Callee> = Vec::new();
+        let mut teams: Vec<String> = Vec::new();
+        for s in &current {
+            if !teams.contains(&s.team) {
+                teams.push(s.team.clone());
+                if let Some(team) = settings.team(&s.team) {
+                    for c in callout::members(settings, team) {
+                        if !paged.iter().any(|p| p.person == c.person) {
+                            paged.push(c);
+                        }
+                    }
+                }
+            }
+        }
+        for e in events.iter().filter(|e| e.created_at >= since) {
+            if let Some(call) = e.page.as_ref().and_then(|p| p.call.as_ref()) {
+                for c in &call.people {
+                    if !paged.iter().any(|p| p.person == c.person) {
+                        paged.push(c.clone());
+                    }
+                }
+            }
+        }
+        let station = settings.place(&alert.station);
+        out.push(Unreached {
+            alert_id: alert.alert_id.clone(),
+            station: alert.station.clone(),
+            station_name: station.map_or_else(|| alert.station.clone(), |s| s.name.clone()),
+            rule: alert.rule.clone(),
+            stage: alert.stage.clone(),
+            state: alert.state,
+            teams,
+            since,
+            since_time: format_time(since, &settings.rules.time_zone),
+            paged,
+            steps: current
+                .iter()
+                .map(|s| StepView {
+                    team: s.team.clone(),
+                    step: s.step,
+                    action: if s.step == 1 { "redial" } else { "superiors" }.into(),
+                    at: s.at,
+                    people: s.people.clone(),
+                })
+                .collect(),
+            tried,
+        });
+    }
+    out.sort_by_key(|u| u.since);
+    Ok(out)
+}
+
+/// The audit as CSV: one line per entry, times in the configured zone and in milliseconds.
+pub fn csv(settings: &Settings, entries: &[Entry]) -> Result<Vec<u8>, csv::Error> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "time", "at_ms", "kind", "team", "person", "name", "phone", "channel", "event_id", "detail",
+    ])?;
+    for e in entries {
+        let at = e.at.to_string();
+        let time = format_time(e.at, &settings.rules.time_zone);
+        let o = |v: &Option<String>| v.clone().unwrap_or_default();
+        w.write_record([
+            time,
+            at,
+            e.kind.clone(),
+            o(&e.team),
+            o(&e.person),
+            o(&e.name),
+            o(&e.phone),
+            o(&e.channel),
+            o(&e.event_id),
+            o(&e.detail),
+        ])?;
+    }
+    w.into_inner().map_err(|e| e.into_error().into())
+}
+
+/// Logs an acknowledgement with the person who answered (when known).
+pub fn log_acknowledgement(
+    conn: &Connection,
+    settings: &Settings,
+    event: &AlertEvent,
+    team: &str,
+    person: Option<&str>,
+    now: Millis,
+) -> Result<(), JournalError> {
+    let mut e = Entry::new(&event.alert_id, now, "acknowledgement");
+    e.team = Some(team.to_string());
+    e.event_id = Some(event.event_id.clone());
+    if let Some(id) = person {
+        e.person = Some(id.to_string());
+        match settings.person(id) {
+            Some(p) => {
+                e.name = Some(p.name.clone());
+                e.phone = p.phone.clone();
+            }
+            None => e.name = Some(id.to_string()),
+        }
+    }
+    e.detail = Some(format!("acknowledged by {team}"));
+    log(conn, &e)
+}
+
+/// Logs a provider's answer for an alert (`alert_id` empty: it answered for no alert).
+pub fn log_answer(
+    conn: &Connection,
+    alert_id: &str,
+    team: &str,
+    channel: &str,
+    person: Option<&str>,
+    answer: &callout::Answer,
+    now: Millis,
+) -> Result<(), JournalError> {
+    let mut e = Entry::new(alert_id, now, "call_result");
+    e.team = (!team.is_empty()).then(|| team.to_string());
+    e.person = person.map(str::to_string);
+    e.phone = Some(answer.phone.clone());
+    e.channel = Some(
+        channel
+            .rsplit_once('/')
+            .map_or(channel, |(_, c)| c)
+            .to_string(),
+    );
+    e.event_id = answer.reference.clone();
+    e.detail = Some(match answer.outcome.detail() {
+        Some(d) => format!(
+            "{} {d} (reported at {})",
+            answer.outcome.as_str(),
+            answer.at
+        ),
+        None => format!("{} (reported at {})", answer.outcome.as_str(), answer.at),
+    });
+    log(conn, &e)
+}
+
+/// The open alerts an answer is about, each with the team it acknowledges for: the alert (or
+/// event) its reference names, else every open, unacknowledged alert that called `person`.
+/// No person and no reference: none (the answer is still logged, for no alert).
+pub fn answer_targets(
+    conn: &Connection,
+    settings: &Settings,
+    open: &[Alert],
+    person: Option<&str>,
+    reference: Option<&str>,
+) -> Result<Vec<(String, String)>, JournalError> {
+    let called = match person {
+        Some(p) => alerts_calling(conn, p)?,
+        None => Vec::new(),
+    };
+    if let Some(reference) = reference {
+        let alert_id = match open.iter().find(|a| a.alert_id == reference) {
+            Some(a) => Some(a.alert_id.clone()),
+            None => alert_of_event(conn, reference)?,
+        };
+        if let Some(alert) = alert_id.and_then(|id| open.iter().find(|a| a.alert_id == id)) {
+            let team = match called.iter().find(|(a, _)| *a == alert.alert_id) {
+                Some((_, team)) => Some(team.clone()),
+                None => {
+                    // Not called by name (an inline member, a channel's fixed phones): the
+                    // first team that may acknowledge and lists the person.
+                    let paged = journal::paged_teams(conn, &alert.alert_id)?;
+                    let teams = super::teams_for(settings, alert, &paged);
+                    teams
+                        .iter()
+                        .find(|t| {
+                            settings.team(t).is_some_and(|team| {
+                                team.members
+                                    .iter()
+                                    .any(|m| person.is_some() && m.person.as_deref() == person)
+                            })
+                        })
+                        .or(teams.first())
+                        .cloned()
+                }
+            };
+            if let Some(team) = team {
+                return Ok(vec![(alert.alert_id.clone(), team)]);
+            }
+        }
+    }
+    Ok(called
+        .into_iter()
+        .filter(|(a, _)| {
+            open.iter()
+                .any(|o| o.alert_id == *a && o.acknowledged_by.is_none())
+        })
+        .collect())
+}
