@@ -756,7 +756,7 @@ fn channel(
     cx: &mut Ctx,
     team: &str,
     index: usize,
-    raw: RawChannel,
+    mut raw: RawChannel,
     team_language: Language,
     members: &[Member],
 ) -> Option<Channel> {
@@ -768,16 +768,50 @@ fn channel(
         "dingtalk" => ChannelKind::Dingtalk,
         "feishu" => ChannelKind::Feishu,
         "sms" => ChannelKind::Sms,
+        "voice" => ChannelKind::Voice,
         other => {
             cx.team(
                 team,
                 &key("kind"),
-                format!("`{other}` is not one of webhook, mqtt, wecom, dingtalk, feishu, sms"),
+                format!(
+                    "`{other}` is not one of webhook, mqtt, wecom, dingtalk, feishu, sms, voice"
+                ),
             );
             return None;
         }
     };
-    let url = match (&raw.url, kind) {
+    let provider = if kind == ChannelKind::Voice {
+        match raw.provider.as_deref() {
+            Some("aliyun") => Some(VoiceProvider::Aliyun),
+            Some("tencent") => Some(VoiceProvider::Tencent),
+            Some("template") => Some(VoiceProvider::Template),
+            Some(other) => {
+                cx.team(
+                    team,
+                    &key("provider"),
+                    format!("`{other}` is not one of aliyun, tencent, template"),
+                );
+                None
+            }
+            None => {
+                cx.team(
+                    team,
+                    &key("provider"),
+                    "a voice channel needs a provider: aliyun, tencent or template",
+                );
+                None
+            }
+        }
+    } else {
+        None
+    };
+    // The clouds' public endpoints, unless written (a proxy, a test double).
+    let default_url = match provider {
+        Some(VoiceProvider::Aliyun) => Some("https://dyvmsapi.aliyuncs.com/"),
+        Some(VoiceProvider::Tencent) => Some("https://vms.tencentcloudapi.com/"),
+        _ => None,
+    };
+    let url = match (raw.url.as_deref().or(default_url), kind) {
         (None, ChannelKind::Mqtt) => None,
         (None, _) => {
             cx.team(
@@ -795,22 +829,60 @@ fn channel(
             }
         },
     };
+    let has_secret = raw.secret.is_some() || raw.secret_file.is_some();
     let secret = secret(
-        raw.secret,
-        raw.secret_file,
+        raw.secret.clone(),
+        raw.secret_file.clone(),
         &key("secret"),
         cx.origins.team(team),
         &mut cx.problems,
     );
-    let mut phones = raw.phones;
-    if kind == ChannelKind::Sms && phones.is_empty() {
+    let mut phones = std::mem::take(&mut raw.phones);
+    let phone_kinds = [
+        ChannelKind::Sms,
+        ChannelKind::Voice,
+        ChannelKind::Wecom,
+        ChannelKind::Dingtalk,
+    ];
+    if phone_kinds.contains(&kind) && phones.is_empty() {
         phones = members.iter().filter_map(|m| m.phone.clone()).collect();
-        if phones.is_empty() {
+        if phones.is_empty() && matches!(kind, ChannelKind::Sms | ChannelKind::Voice) {
             cx.team(
                 team,
                 &key("phones"),
-                "an sms channel needs phones, or members with a phone",
+                format!(
+                    "an {} channel needs phones, or members with a phone",
+                    raw.kind
+                ),
             );
+        }
+    }
+    if raw.mention.is_some() && !matches!(kind, ChannelKind::Wecom | ChannelKind::Dingtalk) {
+        cx.team(
+            team,
+            &key("mention"),
+            "only wecom and dingtalk channels @mention phones",
+        );
+    }
+    let voice =
+        provider.map(|provider| voice_settings(cx, team, index, &raw, has_secret, provider));
+    if kind != ChannelKind::Voice {
+        let voice_only = [
+            ("provider", raw.provider.is_some()),
+            ("key_id", raw.key_id.is_some()),
+            ("template", raw.template.is_some()),
+            ("tts_params", !raw.tts_params.is_empty()),
+            ("caller", raw.caller.is_some()),
+            ("app_id", raw.app_id.is_some()),
+            ("region", raw.region.is_some()),
+            ("play_times", raw.play_times.is_some()),
+            ("country_code", raw.country_code.is_some()),
+            ("redial", raw.redial.is_some()),
+        ];
+        for (name, written) in voice_only {
+            if written {
+                cx.team(team, &key(name), "applies to voice channels only");
+            }
         }
     }
     let timeout = match raw.timeout.as_deref() {
@@ -884,7 +956,100 @@ fn channel(
         backoff,
         give_up_after,
         headers: raw.headers.into_iter().collect(),
+        mention: raw.mention.unwrap_or(true),
+        voice,
     })
+}
+
+/// A voice channel's provider settings, each missing or malformed one a problem.
+fn voice_settings(
+    cx: &mut Ctx,
+    team: &str,
+    index: usize,
+    raw: &RawChannel,
+    has_secret: bool,
+    provider: VoiceProvider,
+) -> VoiceSettings {
+    let key = |k: &str| format!("channels[{index}].{k}");
+    let signed = matches!(provider, VoiceProvider::Aliyun | VoiceProvider::Tencent);
+    if signed {
+        let needs: [(&str, bool); 3] = [
+            ("key_id", raw.key_id.is_some()),
+            ("secret", has_secret),
+            ("template", raw.template.is_some()),
+        ];
+        for (name, written) in needs {
+            if !written {
+                cx.team(
+                    team,
+                    &key(name),
+                    format!("a {} voice channel needs {name}", provider.as_str()),
+                );
+            }
+        }
+    }
+    if provider == VoiceProvider::Tencent && raw.app_id.is_none() {
+        cx.team(
+            team,
+            &key("app_id"),
+            "a tencent voice channel needs app_id (the VoiceSdkAppid)",
+        );
+    }
+    if let Some(times) = raw.play_times {
+        if !(1..=3).contains(&times) {
+            cx.team(team, &key("play_times"), "must be 1, 2 or 3");
+        }
+    }
+    let redial = match &raw.redial {
+        None => Redial::default(),
+        Some(r) => {
+            if !(1..=10).contains(&r.attempts) {
+                cx.team(
+                    team,
+                    &key("redial.attempts"),
+                    "must be 1 to 10 calls (the first call included)",
+                );
+            }
+            let spacing = cx.duration(&r.spacing, |c, m| c.team(team, &key("redial.spacing"), m));
+            // Aliyun and Tencent both throttle calls to one number at about one a minute.
+            if spacing < Duration::from_secs(60) {
+                cx.team(
+                    team,
+                    &key("redial.spacing"),
+                    "must be at least 60s: the voice APIs refuse a second call to a number within a minute",
+                );
+            }
+            Redial {
+                attempts: r.attempts.clamp(1, 10),
+                spacing,
+            }
+        }
+    };
+    let country_code = raw
+        .country_code
+        .clone()
+        .unwrap_or_else(|| "86".into())
+        .trim_start_matches('+')
+        .to_string();
+    if country_code.is_empty() || !country_code.bytes().all(|b| b.is_ascii_digit()) {
+        cx.team(team, &key("country_code"), "must be digits, like 86");
+    }
+    VoiceSettings {
+        provider,
+        key_id: raw.key_id.clone(),
+        template: raw.template.clone(),
+        tts_params: raw
+            .tts_params
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        caller: raw.caller.clone(),
+        app_id: raw.app_id.clone(),
+        region: raw.region.clone().unwrap_or_else(|| "ap-guangzhou".into()),
+        play_times: raw.play_times,
+        country_code,
+        redial,
+    }
 }
 
 fn valid_station_id(id: &str) -> bool {

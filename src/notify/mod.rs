@@ -10,12 +10,14 @@
 //! receiver refuses for good, or that keeps failing past the channel's `give_up_after`, is
 //! marked failed ([`outcome`]) and stops holding back the rows behind it.
 
+pub mod callout;
 pub mod channels;
 pub mod dispatch;
 pub mod escalation;
 pub mod mqtt;
 pub mod outbox;
 pub mod outcome;
+pub mod voice;
 
 use serde::Serialize;
 
