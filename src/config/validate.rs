@@ -1313,4 +1313,74 @@ mod tests {
             .to_string();
         assert!(problems.contains("channels[0].id"), "{problems}");
     }
+
+    const MEMBERS: &str =
+        "[[teams]]\nid = \"east\"\nmembers = [{ name = \"王\", phone = \"13800000001\" }]\n";
+
+    #[test]
+    fn voice_channels_take_provider_settings_and_member_phones() {
+        let text = format!(
+            "{MEMBERS}{}",
+            channel(
+                "  kind = \"voice\"\n  provider = \"tencent\"\n  key_id = \"AKID\"\n  secret = \"s\"\n  template = \"4356\"\n  app_id = \"1400006666\"\n  redial = { attempts = 3, spacing = \"90s\" }"
+            )
+        );
+        let settings = load_from_str(&text).expect("valid");
+        let voice = &settings.teams[0].channels[0];
+        assert_eq!(voice.phones, vec!["13800000001".to_string()]);
+        assert_eq!(
+            voice.url.as_ref().map(|u| u.as_str()),
+            Some("https://vms.tencentcloudapi.com/")
+        );
+        let v = voice.voice.as_ref().expect("voice settings");
+        assert_eq!(v.redial.attempts, 3);
+        assert_eq!(v.redial.spacing, std::time::Duration::from_secs(90));
+        assert_eq!(v.region, "ap-guangzhou");
+    }
+
+    #[test]
+    fn voice_channel_problems_name_their_keys() {
+        let bad = |lines: &str| {
+            load_from_str(&format!("{MEMBERS}{}", channel(lines)))
+                .expect_err("invalid")
+                .to_string()
+        };
+        let problems = bad("  kind = \"voice\"");
+        assert!(problems.contains("channels[0].provider"), "{problems}");
+        let problems = bad("  kind = \"voice\"\n  provider = \"aliyun\"");
+        for key in [
+            "channels[0].key_id",
+            "channels[0].secret",
+            "channels[0].template",
+        ] {
+            assert!(problems.contains(key), "{key}: {problems}");
+        }
+        let problems = bad("  kind = \"voice\"\n  provider = \"tencent\"\n  key_id = \"k\"\n  secret = \"s\"\n  template = \"1\"");
+        assert!(problems.contains("channels[0].app_id"), "{problems}");
+        let problems = bad("  kind = \"voice\"\n  provider = \"template\"\n  url = \"http://127.0.0.1:9/call\"\n  redial = { attempts = 0, spacing = \"10s\" }");
+        assert!(
+            problems.contains("channels[0].redial.attempts"),
+            "{problems}"
+        );
+        assert!(
+            problems.contains("channels[0].redial.spacing"),
+            "{problems}"
+        );
+        let problems = bad("  kind = \"voice\"\n  provider = \"template\"\n  url = \"http://127.0.0.1:9/call\"\n  redial = { attempts = 2, spacing = \"soon\" }");
+        assert!(
+            problems.contains("channels[0].redial.spacing"),
+            "{problems}"
+        );
+        let problems = bad("  kind = \"voice\"\n  provider = \"telegraph\"");
+        assert!(problems.contains("channels[0].provider"), "{problems}");
+        let problems = bad("  kind = \"webhook\"\n  url = \"http://127.0.0.1:9/h\"\n  redial = { attempts = 2, spacing = \"90s\" }");
+        assert!(problems.contains("channels[0].redial"), "{problems}");
+        let no_phones = load_from_str(&format!(
+            "{TEAM}{}",
+            channel("  kind = \"voice\"\n  provider = \"template\"\n  url = \"http://127.0.0.1:9/call\"")
+        ))
+        .expect_err("nobody to call")
+        .to_string();
+        assert!(no_phones.contains("channels[0].phones"), "{no_phones}");
+    }
 }

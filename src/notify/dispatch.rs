@@ -311,7 +311,8 @@ impl Dispatcher {
         outcome::http_answer(channel.kind, status, &body)
     }
 
-    /// A voice page: one call per phone of the channel. Each phone is called once per
+    /// A voice page: one call per phone of the channel, for events that need an answer
+    /// (other events are delivered without a call). Each phone is called once per
     /// event: when some calls fail transiently, the retry calls only those phones. A phone
     /// the API refuses for good (a malformed number) is not retried; the row fails after the
     /// other phones were called, naming it.
@@ -321,6 +322,10 @@ impl Dispatcher {
         };
         let mut payload = EventPayload::new(&self.settings, &pending.event, Some(&team.id));
         payload.message = pending.event.message_in(channel.language).to_string();
+        if !channels::needs_answer(&payload) {
+            // Lifecycle news (resolved, acknowledged...) rings no phone: chat and SMS tell it.
+            return Ok(());
+        }
         let done: HashSet<String> = self
             .called
             .lock()
