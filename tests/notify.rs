@@ -104,6 +104,7 @@ members = [{ name = "王队长", phone = "13800000001" }, { name = "李四", pho
   [[teams.channels]]
   kind = "wecom"
   url = "@RX@/cgi-bin/webhook/send?key=WECOM-KEY"
+  mention = false                   # markdown; @mentions (as text) are in tests/voice.rs
   [[teams.channels]]
   kind = "dingtalk"
   url = "@RX@/robot/send?access_token=DING-TOKEN"

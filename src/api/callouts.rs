@@ -3,7 +3,10 @@
 //! results and SMS replies arrive (`POST /api/v1/callbacks/{channel_id}`).
 //!
 //! The callback route is authenticated by the channel's own secret: the body's HMAC-SHA256,
-//! `X-Hydrowatch-Signature: sha256=<hex>`, the same signature hydrowatch puts on its webhooks.
+//! `X-Hydrowatch-Signature: sha256=<hex>`, the same signature hydrowatch puts on its webhooks;
+//! or, for voice and SMS platforms that cannot sign what they push (Aliyun's call reports,
+//! Tencent's callbacks), by the channel's `callback_key` in the URL the operator registers
+//! with the platform (`?key=`).
 //! The body becomes [`Answer`]s through `notify::callout::parse_answers`; recording them and
 //! acknowledging is the journal writer's job, like every other write.
 
@@ -113,6 +116,7 @@ pub async fn callouts(
 pub async fn callback(
     State(state): State<AppState>,
     Path(channel_id): Path<String>,
+    Query(query): Query<CallbackQuery>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     body: Bytes,
@@ -121,7 +125,7 @@ pub async fn callback(
     if let Some(limited) = state.guard.limited(peer) {
         return limited;
     }
-    let answer = receive(&state, &channel_id, &headers, &body).await;
+    let answer = receive(&state, &channel_id, query.key.as_deref(), &headers, &body).await;
     if let Err(e) = &answer {
         if e.status == StatusCode::UNAUTHORIZED {
             state.guard.failed(peer);
@@ -130,9 +134,16 @@ pub async fn callback(
     answer.into_response()
 }
 
+/// `?key=`: a channel's `callback_key`.
+#[derive(Deserialize)]
+pub struct CallbackQuery {
+    key: Option<String>,
+}
+
 async fn receive(
     state: &AppState,
     channel_id: &str,
+    key: Option<&str>,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Json<Vec<AnswerResult>>, ApiError> {
@@ -148,28 +159,43 @@ async fn receive(
     }
     let presented = headers
         .get("x-hydrowatch-signature")
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "a callback needs X-Hydrowatch-Signature: sha256=<hex HMAC-SHA256 of the body with the channel's secret>",
-            )
-        })?;
+        .and_then(|v| v.to_str().ok());
+    if presented.is_none() && key.is_none() {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "a callback needs X-Hydrowatch-Signature: sha256=<hex HMAC-SHA256 of the body with the channel's secret>, \
+             or the channel's callback_key as ?key=",
+        ));
+    }
     // Every candidate is checked, each in constant time.
     let verified = candidates.iter().fold(None, |found, (team, channel)| {
-        let ok = channel.secret.as_deref().is_some_and(|secret| {
-            crate::config::same_secret(presented, &crate::notify::channels::signature(secret, body))
+        let signed = presented.is_some_and(|presented| {
+            channel.secret.as_deref().is_some_and(|secret| {
+                crate::config::same_secret(
+                    presented,
+                    &crate::notify::channels::signature(secret, body),
+                )
+            })
         });
-        found.or(ok.then_some((*team, *channel)))
+        let keyed = key.is_some_and(|key| {
+            channel
+                .callback_key
+                .as_deref()
+                .is_some_and(|expected| crate::config::same_secret(key, expected))
+        });
+        found.or((signed || keyed).then_some((*team, *channel)))
     });
     let Some((team, channel)) = verified else {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
-            "the signature does not match the channel's secret",
+            "neither the signature nor the key matches the channel's",
         ));
     };
-    let answers: Vec<Answer> =
-        callout::parse_answers(channel, body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let answers: Vec<Answer> = callout::parse_answers(channel, body, content_type)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let (reply, result) = oneshot::channel();
     let unavailable = || {
         ApiError::new(

@@ -497,6 +497,8 @@ pub enum ChannelKind {
     Dingtalk,
     Feishu,
     Sms,
+    /// Voice-notification calls through an HTTP voice API, one call per phone.
+    Voice,
 }
 
 impl ChannelKind {
@@ -509,6 +511,7 @@ impl ChannelKind {
             ChannelKind::Dingtalk => "dingtalk",
             ChannelKind::Feishu => "feishu",
             ChannelKind::Sms => "sms",
+            ChannelKind::Voice => "voice",
         }
     }
 }
@@ -544,6 +547,75 @@ pub struct Channel {
     pub headers: Vec<(String, String)>,
     /// The key a callee presses to confirm a call (callbacks to this channel), default "1".
     pub confirm_digit: String,
+    /// Callbacks to this channel may carry this key (`?key=`) instead of a signature.
+    pub callback_key: Option<String>,
+    /// Chat channels: @mention `phones` on pages that need an answer.
+    pub mention: bool,
+    /// Voice channels: the provider and its account settings.
+    pub voice: Option<VoiceSettings>,
+}
+
+/// Which voice API a `voice` channel speaks; also names the format of its call-result
+/// callbacks (`notify::callback::parse_callback`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VoiceProvider {
+    /// Aliyun 语音服务 (Dyvmsapi SingleCallByTts), signed ACS3-HMAC-SHA256.
+    Aliyun,
+    /// Tencent Cloud 语音消息 (VMS SendTtsVoice), signed TC3-HMAC-SHA256.
+    Tencent,
+    /// An HTTP gateway driven by a body template, like the `sms` channel.
+    Template,
+}
+
+impl VoiceProvider {
+    /// The name used in configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VoiceProvider::Aliyun => "aliyun",
+            VoiceProvider::Tencent => "tencent",
+            VoiceProvider::Template => "template",
+        }
+    }
+}
+
+/// A voice channel's provider settings.
+#[derive(Debug, Clone)]
+pub struct VoiceSettings {
+    pub provider: VoiceProvider,
+    /// AccessKey ID (Aliyun) or SecretId (Tencent); the secret is the channel's `secret`.
+    pub key_id: Option<String>,
+    /// Aliyun TtsCode or Tencent TemplateId.
+    pub template: Option<String>,
+    /// Template variables: name → text with placeholders, in written order.
+    pub tts_params: Vec<(String, String)>,
+    /// Aliyun CalledShowNumber (none: the shared number pool).
+    pub caller: Option<String>,
+    /// Tencent VoiceSdkAppid.
+    pub app_id: Option<String>,
+    /// Tencent region.
+    pub region: String,
+    /// Plays of the message in one call.
+    pub play_times: Option<u32>,
+    /// Put before numbers written without `+` where the API wants E.164 (Tencent).
+    pub country_code: String,
+    pub redial: Redial,
+}
+
+/// Calls again when a call was not answered: `attempts` calls in all, `spacing` apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Redial {
+    pub attempts: u32,
+    pub spacing: Duration,
+}
+
+impl Default for Redial {
+    /// One call, no redial.
+    fn default() -> Self {
+        Redial {
+            attempts: 1,
+            spacing: Duration::from_secs(90),
+        }
+    }
 }
 
 impl Channel {

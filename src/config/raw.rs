@@ -322,6 +322,44 @@ pub struct RawChannel {
     pub headers: IndexMap<String, String>,
     /// The key that confirms a call in a provider's callback (default "1").
     pub confirm_digit: Option<String>,
+    /// A random key the provider puts in the callback URL (`?key=`), for voice and SMS
+    /// platforms that cannot sign their callbacks.
+    pub callback_key: Option<String>,
+    pub callback_key_file: Option<String>,
+    /// Voice channel: `aliyun`, `tencent` or `template` (an HTTP gateway like `sms`).
+    pub provider: Option<String>,
+    /// Voice channel: the AccessKey ID (Aliyun) or SecretId (Tencent); `secret` is its secret.
+    pub key_id: Option<String>,
+    /// Voice channel: the TTS template (Aliyun TtsCode, Tencent TemplateId).
+    pub template: Option<String>,
+    /// Voice channel: the template's variables, each a text with placeholders. Aliyun: sent
+    /// as the TtsParam object; Tencent: the values in written order ({1}, {2}, ...).
+    #[serde(default)]
+    pub tts_params: IndexMap<String, String>,
+    /// Voice channel: the number shown to the callee (Aliyun CalledShowNumber).
+    pub caller: Option<String>,
+    /// Voice channel: Tencent's VoiceSdkAppid.
+    pub app_id: Option<String>,
+    /// Voice channel: Tencent's region (default ap-guangzhou).
+    pub region: Option<String>,
+    /// Voice channel: how often the message is played in one call (1 to 3).
+    pub play_times: Option<u32>,
+    /// Voice channel: the country code put before numbers written without `+` (default 86).
+    pub country_code: Option<String>,
+    /// Voice channel: calls again when a call is not answered.
+    pub redial: Option<RawRedial>,
+    /// Chat channels: @mention the team's phones on pages that need an answer (default true).
+    pub mention: Option<bool>,
+}
+
+/// `redial = { attempts = 3, spacing = "90s" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedial {
+    /// Calls in all, the first included.
+    pub attempts: u32,
+    /// The wait between an unanswered call's result and the next call.
+    pub spacing: String,
 }
 
 #[derive(Debug, Deserialize)]

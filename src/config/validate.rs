@@ -977,7 +977,7 @@ fn channel(
     cx: &mut Ctx,
     team: &str,
     index: usize,
-    raw: RawChannel,
+    mut raw: RawChannel,
     team_language: Language,
     members: &[Member],
 ) -> Option<Channel> {
@@ -989,16 +989,50 @@ fn channel(
         "dingtalk" => ChannelKind::Dingtalk,
         "feishu" => ChannelKind::Feishu,
         "sms" => ChannelKind::Sms,
+        "voice" => ChannelKind::Voice,
         other => {
             cx.team(
                 team,
                 &key("kind"),
-                format!("`{other}` is not one of webhook, mqtt, wecom, dingtalk, feishu, sms"),
+                format!(
+                    "`{other}` is not one of webhook, mqtt, wecom, dingtalk, feishu, sms, voice"
+                ),
             );
             return None;
         }
     };
-    let url = match (&raw.url, kind) {
+    let provider = if kind == ChannelKind::Voice {
+        match raw.provider.as_deref() {
+            Some("aliyun") => Some(VoiceProvider::Aliyun),
+            Some("tencent") => Some(VoiceProvider::Tencent),
+            Some("template") => Some(VoiceProvider::Template),
+            Some(other) => {
+                cx.team(
+                    team,
+                    &key("provider"),
+                    format!("`{other}` is not one of aliyun, tencent, template"),
+                );
+                None
+            }
+            None => {
+                cx.team(
+                    team,
+                    &key("provider"),
+                    "a voice channel needs a provider: aliyun, tencent or template",
+                );
+                None
+            }
+        }
+    } else {
+        None
+    };
+    // The clouds' public endpoints, unless written (a proxy, a test double).
+    let default_url = match provider {
+        Some(VoiceProvider::Aliyun) => Some("https://dyvmsapi.aliyuncs.com/"),
+        Some(VoiceProvider::Tencent) => Some("https://vms.tencentcloudapi.com/"),
+        _ => None,
+    };
+    let url = match (raw.url.as_deref().or(default_url), kind) {
         (None, ChannelKind::Mqtt) => None,
         (None, _) => {
             cx.team(
@@ -1016,22 +1050,60 @@ fn channel(
             }
         },
     };
+    let has_secret = raw.secret.is_some() || raw.secret_file.is_some();
     let secret = secret(
-        raw.secret,
-        raw.secret_file,
+        raw.secret.clone(),
+        raw.secret_file.clone(),
         &key("secret"),
         cx.origins.team(team),
         &mut cx.problems,
     );
-    let mut phones = raw.phones;
-    if kind == ChannelKind::Sms && phones.is_empty() {
+    let mut phones = std::mem::take(&mut raw.phones);
+    let phone_kinds = [
+        ChannelKind::Sms,
+        ChannelKind::Voice,
+        ChannelKind::Wecom,
+        ChannelKind::Dingtalk,
+    ];
+    if phone_kinds.contains(&kind) && phones.is_empty() {
         phones = members.iter().filter_map(|m| m.phone.clone()).collect();
-        if phones.is_empty() {
+        if phones.is_empty() && matches!(kind, ChannelKind::Sms | ChannelKind::Voice) {
             cx.team(
                 team,
                 &key("phones"),
-                "an sms channel needs phones, or members with a phone",
+                format!(
+                    "an {} channel needs phones, or members with a phone",
+                    raw.kind
+                ),
             );
+        }
+    }
+    if raw.mention.is_some() && !matches!(kind, ChannelKind::Wecom | ChannelKind::Dingtalk) {
+        cx.team(
+            team,
+            &key("mention"),
+            "only wecom and dingtalk channels @mention phones",
+        );
+    }
+    let voice =
+        provider.map(|provider| voice_settings(cx, team, index, &raw, has_secret, provider));
+    if kind != ChannelKind::Voice {
+        let voice_only = [
+            ("provider", raw.provider.is_some()),
+            ("key_id", raw.key_id.is_some()),
+            ("template", raw.template.is_some()),
+            ("tts_params", !raw.tts_params.is_empty()),
+            ("caller", raw.caller.is_some()),
+            ("app_id", raw.app_id.is_some()),
+            ("region", raw.region.is_some()),
+            ("play_times", raw.play_times.is_some()),
+            ("country_code", raw.country_code.is_some()),
+            ("redial", raw.redial.is_some()),
+        ];
+        for (name, written) in voice_only {
+            if written {
+                cx.team(team, &key(name), "applies to voice channels only");
+            }
         }
     }
     let timeout = match raw.timeout.as_deref() {
@@ -1081,6 +1153,20 @@ fn channel(
             "must be at least 1 (leave it out for no limit)",
         );
     }
+    let callback_key = self::secret(
+        raw.callback_key.take(),
+        raw.callback_key_file.take(),
+        &key("callback_key"),
+        cx.origins.team(team),
+        &mut cx.problems,
+    );
+    if callback_key.as_deref().is_some_and(|k| k.len() < 16) {
+        cx.team(
+            team,
+            &key("callback_key"),
+            "must be at least 16 characters: it is all that authenticates a provider's callback",
+        );
+    }
     let confirm_digit = raw.confirm_digit.unwrap_or_else(|| "1".into());
     if !(confirm_digit.len() == 1
         && matches!(confirm_digit.as_bytes()[0], b'0'..=b'9' | b'*' | b'#'))
@@ -1116,7 +1202,101 @@ fn channel(
         give_up_after,
         headers: raw.headers.into_iter().collect(),
         confirm_digit,
+        callback_key,
+        mention: raw.mention.unwrap_or(true),
+        voice,
     })
+}
+
+/// A voice channel's provider settings, each missing or malformed one a problem.
+fn voice_settings(
+    cx: &mut Ctx,
+    team: &str,
+    index: usize,
+    raw: &RawChannel,
+    has_secret: bool,
+    provider: VoiceProvider,
+) -> VoiceSettings {
+    let key = |k: &str| format!("channels[{index}].{k}");
+    let signed = matches!(provider, VoiceProvider::Aliyun | VoiceProvider::Tencent);
+    if signed {
+        let needs: [(&str, bool); 3] = [
+            ("key_id", raw.key_id.is_some()),
+            ("secret", has_secret),
+            ("template", raw.template.is_some()),
+        ];
+        for (name, written) in needs {
+            if !written {
+                cx.team(
+                    team,
+                    &key(name),
+                    format!("a {} voice channel needs {name}", provider.as_str()),
+                );
+            }
+        }
+    }
+    if provider == VoiceProvider::Tencent && raw.app_id.is_none() {
+        cx.team(
+            team,
+            &key("app_id"),
+            "a tencent voice channel needs app_id (the VoiceSdkAppid)",
+        );
+    }
+    if let Some(times) = raw.play_times {
+        if !(1..=3).contains(&times) {
+            cx.team(team, &key("play_times"), "must be 1, 2 or 3");
+        }
+    }
+    let redial = match &raw.redial {
+        None => Redial::default(),
+        Some(r) => {
+            if !(1..=10).contains(&r.attempts) {
+                cx.team(
+                    team,
+                    &key("redial.attempts"),
+                    "must be 1 to 10 calls (the first call included)",
+                );
+            }
+            let spacing = cx.duration(&r.spacing, |c, m| c.team(team, &key("redial.spacing"), m));
+            // Aliyun and Tencent both throttle calls to one number at about one a minute.
+            if spacing < Duration::from_secs(60) {
+                cx.team(
+                    team,
+                    &key("redial.spacing"),
+                    "must be at least 60s: the voice APIs refuse a second call to a number within a minute",
+                );
+            }
+            Redial {
+                attempts: r.attempts.clamp(1, 10),
+                spacing,
+            }
+        }
+    };
+    let country_code = raw
+        .country_code
+        .clone()
+        .unwrap_or_else(|| "86".into())
+        .trim_start_matches('+')
+        .to_string();
+    if country_code.is_empty() || !country_code.bytes().all(|b| b.is_ascii_digit()) {
+        cx.team(team, &key("country_code"), "must be digits, like 86");
+    }
+    VoiceSettings {
+        provider,
+        key_id: raw.key_id.clone(),
+        template: raw.template.clone(),
+        tts_params: raw
+            .tts_params
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        caller: raw.caller.clone(),
+        app_id: raw.app_id.clone(),
+        region: raw.region.clone().unwrap_or_else(|| "ap-guangzhou".into()),
+        play_times: raw.play_times,
+        country_code,
+        redial,
+    }
 }
 
 fn valid_station_id(id: &str) -> bool {
@@ -1721,5 +1901,75 @@ rain_levels = [{ level = "prepare", windows = { "1h" = -1.0 } }]
         ] {
             assert!(problems.contains(expected), "{expected}\nin:\n{problems}");
         }
+    }
+
+    const MEMBERS: &str =
+        "[[teams]]\nid = \"east\"\nmembers = [{ name = \"王\", phone = \"13800000001\" }]\n";
+
+    #[test]
+    fn voice_channels_take_provider_settings_and_member_phones() {
+        let text = format!(
+            "{MEMBERS}{}",
+            channel(
+                "  kind = \"voice\"\n  provider = \"tencent\"\n  key_id = \"AKID\"\n  secret = \"s\"\n  template = \"4356\"\n  app_id = \"1400006666\"\n  redial = { attempts = 3, spacing = \"90s\" }"
+            )
+        );
+        let settings = load_from_str(&text).expect("valid");
+        let voice = &settings.teams[0].channels[0];
+        assert_eq!(voice.phones, vec!["13800000001".to_string()]);
+        assert_eq!(
+            voice.url.as_ref().map(|u| u.as_str()),
+            Some("https://vms.tencentcloudapi.com/")
+        );
+        let v = voice.voice.as_ref().expect("voice settings");
+        assert_eq!(v.redial.attempts, 3);
+        assert_eq!(v.redial.spacing, std::time::Duration::from_secs(90));
+        assert_eq!(v.region, "ap-guangzhou");
+    }
+
+    #[test]
+    fn voice_channel_problems_name_their_keys() {
+        let bad = |lines: &str| {
+            load_from_str(&format!("{MEMBERS}{}", channel(lines)))
+                .expect_err("invalid")
+                .to_string()
+        };
+        let problems = bad("  kind = \"voice\"");
+        assert!(problems.contains("channels[0].provider"), "{problems}");
+        let problems = bad("  kind = \"voice\"\n  provider = \"aliyun\"");
+        for key in [
+            "channels[0].key_id",
+            "channels[0].secret",
+            "channels[0].template",
+        ] {
+            assert!(problems.contains(key), "{key}: {problems}");
+        }
+        let problems = bad("  kind = \"voice\"\n  provider = \"tencent\"\n  key_id = \"k\"\n  secret = \"s\"\n  template = \"1\"");
+        assert!(problems.contains("channels[0].app_id"), "{problems}");
+        let problems = bad("  kind = \"voice\"\n  provider = \"template\"\n  url = \"http://127.0.0.1:9/call\"\n  redial = { attempts = 0, spacing = \"10s\" }");
+        assert!(
+            problems.contains("channels[0].redial.attempts"),
+            "{problems}"
+        );
+        assert!(
+            problems.contains("channels[0].redial.spacing"),
+            "{problems}"
+        );
+        let problems = bad("  kind = \"voice\"\n  provider = \"template\"\n  url = \"http://127.0.0.1:9/call\"\n  redial = { attempts = 2, spacing = \"soon\" }");
+        assert!(
+            problems.contains("channels[0].redial.spacing"),
+            "{problems}"
+        );
+        let problems = bad("  kind = \"voice\"\n  provider = \"telegraph\"");
+        assert!(problems.contains("channels[0].provider"), "{problems}");
+        let problems = bad("  kind = \"webhook\"\n  url = \"http://127.0.0.1:9/h\"\n  redial = { attempts = 2, spacing = \"90s\" }");
+        assert!(problems.contains("channels[0].redial"), "{problems}");
+        let no_phones = load_from_str(&format!(
+            "{TEAM}{}",
+            channel("  kind = \"voice\"\n  provider = \"template\"\n  url = \"http://127.0.0.1:9/call\"")
+        ))
+        .expect_err("nobody to call")
+        .to_string();
+        assert!(no_phones.contains("channels[0].phones"), "{no_phones}");
     }
 }

@@ -17,116 +17,11 @@
 //! (`callout_log`, see [`super::callout_log`]) and a confirming one acknowledges the alert for
 //! the person whose phone answered.
 
-use serde::{Deserialize, Serialize};
-
 use crate::alerts::{Alert, AlertEvent, AlertState, CallStep, Callee, Page, PageReason};
-use crate::config::{Channel, ChannelKind, Settings, Team};
+use crate::config::{ChannelKind, Settings, Team};
 use crate::model::Millis;
 
-/// What a provider reports about one call or message to one phone.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Answer {
-    /// The phone the call went to, or the SMS reply came from.
-    pub phone: String,
-    pub outcome: CallOutcome,
-    /// When it happened (milliseconds since the epoch; the provider's time).
-    pub at: Millis,
-    /// The provider's or hydrowatch's reference for the call (hydrowatch sends the
-    /// `event_id` or `alert_id` as the call's reference where the provider allows one).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reference: Option<String>,
-}
-
-/// How a call or message ended. JSON: `"answered"`, `{"keypress": "1"}`, `"no_answer"`,
-/// `"busy"`, `"failed"`, `{"sms_reply": "收到"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CallOutcome {
-    /// The call was picked up (not yet a confirmation).
-    Answered,
-    /// The callee pressed a key during the call.
-    Keypress(String),
-    NoAnswer,
-    Busy,
-    Failed,
-    /// The callee replied to an SMS.
-    SmsReply(String),
-}
-
-impl CallOutcome {
-    /// The outcome's name in the audit.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            CallOutcome::Answered => "answered",
-            CallOutcome::Keypress(_) => "keypress",
-            CallOutcome::NoAnswer => "no_answer",
-            CallOutcome::Busy => "busy",
-            CallOutcome::Failed => "failed",
-            CallOutcome::SmsReply(_) => "sms_reply",
-        }
-    }
-
-    /// Whether this answer acknowledges the alert: the confirming keypress, or any SMS reply
-    /// with text in it (a person who writes back has read the message).
-    pub fn confirms(&self, confirm_digit: &str) -> bool {
-        match self {
-            CallOutcome::Keypress(digit) => digit.trim() == confirm_digit,
-            CallOutcome::SmsReply(text) => !text.trim().is_empty(),
-            _ => false,
-        }
-    }
-
-    /// The digit pressed or the text replied, if any.
-    pub fn detail(&self) -> Option<&str> {
-        match self {
-            CallOutcome::Keypress(d) => Some(d),
-            CallOutcome::SmsReply(t) => Some(t),
-            _ => None,
-        }
-    }
-}
-
-/// Why a callback body yields no answers.
-#[derive(Debug, thiserror::Error)]
-pub enum AnswerError {
-    #[error("the body is not an answer: {0}")]
-    Malformed(String),
-}
-
-/// Most answers one callback may carry (providers batch call reports).
-pub const MAX_ANSWERS: usize = 1000;
-
-/// The answers in a callback to `channel`: hydrowatch's own JSON, one [`Answer`] object or
-/// an array of them. Providers' own formats (voice and SMS platforms) are parsed here by
-/// channel kind, each into the same [`Answer`].
-pub fn parse_answers(channel: &Channel, body: &[u8]) -> Result<Vec<Answer>, AnswerError> {
-    let _ = channel;
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| AnswerError::Malformed(e.to_string()))?;
-    let answers: Vec<Answer> = match value {
-        serde_json::Value::Array(items) => items
-            .into_iter()
-            .map(serde_json::from_value)
-            .collect::<Result<_, _>>()
-            .map_err(|e| AnswerError::Malformed(e.to_string()))?,
-        other => {
-            vec![serde_json::from_value(other).map_err(|e| AnswerError::Malformed(e.to_string()))?]
-        }
-    };
-    if answers.len() > MAX_ANSWERS {
-        return Err(AnswerError::Malformed(format!(
-            "{} answers in one callback; at most {MAX_ANSWERS}",
-            answers.len()
-        )));
-    }
-    if let Some(a) = answers.iter().find(|a| a.phone.trim().is_empty()) {
-        return Err(AnswerError::Malformed(format!(
-            "an answer without a phone ({})",
-            a.outcome.as_str()
-        )));
-    }
-    Ok(answers)
-}
+pub use super::callback::{parse_answers, Answer, AnswerError, CallOutcome, MAX_ANSWERS};
 
 /// Whether a channel reaches a phone (SMS, voice): those are called first.
 pub fn is_phone_channel(kind: ChannelKind) -> bool {
@@ -498,7 +393,7 @@ id = "east"
         .expect("valid");
         let channel = &s.teams[0].channels[0];
         let one = br#"{"phone":"13800000001","outcome":{"keypress":"1"},"at":5,"reference":"e1"}"#;
-        let answers = parse_answers(channel, one).expect("parses");
+        let answers = parse_answers(channel, one, None).expect("parses");
         assert_eq!(
             answers,
             [Answer {
@@ -513,9 +408,11 @@ id = "east"
         assert!(CallOutcome::SmsReply("收到".into()).confirms("1"));
         assert!(!CallOutcome::NoAnswer.confirms("1"));
         let many = br#"[{"phone":"1","outcome":"no_answer","at":1},{"phone":"1","outcome":"busy","at":2}]"#;
-        assert_eq!(parse_answers(channel, many).expect("parses").len(), 2);
-        assert!(parse_answers(channel, br#"{"phone":"1","outcome":"maybe","at":1}"#).is_err());
-        assert!(parse_answers(channel, br#"{"phone":"","outcome":"busy","at":1}"#).is_err());
+        assert_eq!(parse_answers(channel, many, None).expect("parses").len(), 2);
+        assert!(
+            parse_answers(channel, br#"{"phone":"1","outcome":"maybe","at":1}"#, None).is_err()
+        );
+        assert!(parse_answers(channel, br#"{"phone":"","outcome":"busy","at":1}"#, None).is_err());
         assert_eq!(
             serde_json::to_value(CallOutcome::SmsReply("ok".into())).unwrap(),
             serde_json::json!({"sms_reply": "ok"})

@@ -185,7 +185,9 @@ fn build(channel: &Channel, p: &EventPayload, now_ms: i64) -> Option<Request> {
     let url = channel.url.as_ref()?.to_string();
     let lang = channel.language;
     Some(match channel.kind {
-        ChannelKind::Mqtt => return None,
+        // The dispatcher publishes MQTT itself; a voice page is one call per phone
+        // (`super::voice::calls`).
+        ChannelKind::Mqtt | ChannelKind::Voice => return None,
         ChannelKind::Webhook => {
             let body = serde_json::to_vec(p).expect("payload serializes");
             let mut headers = vec![
@@ -202,14 +204,28 @@ fn build(channel: &Channel, p: &EventPayload, now_ms: i64) -> Option<Request> {
                 body,
             }
         }
-        // WeCom group robot: markdown content of at most 4096 bytes.
-        ChannelKind::Wecom => json_request(
-            url,
-            &serde_json::json!({
-                "msgtype": "markdown",
-                "markdown": {"content": truncate_bytes(&markdown(p, lang), 4096)}
-            }),
-        ),
+        // WeCom group robot: markdown content of at most 4096 bytes. A WeCom markdown
+        // message cannot @mention by phone (only `<@userid>`), so a page that needs an
+        // answer goes as text (at most 2048 bytes) with `mentioned_mobile_list`.
+        ChannelKind::Wecom => match mentions(channel, p) {
+            Some(phones) => json_request(
+                url,
+                &serde_json::json!({
+                    "msgtype": "text",
+                    "text": {
+                        "content": truncate_bytes(&plain_text(p, lang), 2048),
+                        "mentioned_mobile_list": phones,
+                    }
+                }),
+            ),
+            None => json_request(
+                url,
+                &serde_json::json!({
+                    "msgtype": "markdown",
+                    "markdown": {"content": truncate_bytes(&markdown(p, lang), 4096)}
+                }),
+            ),
+        },
         ChannelKind::Dingtalk => {
             let url = match &channel.secret {
                 // DingTalk's signed mode: sign = base64(HmacSHA256(secret, "{timestamp}\n{secret}")).
@@ -227,13 +243,26 @@ fn build(channel: &Channel, p: &EventPayload, now_ms: i64) -> Option<Request> {
                 }
                 None => url,
             };
-            json_request(
-                url,
-                &serde_json::json!({
-                    "msgtype": "markdown",
-                    "markdown": {"title": title(p, lang), "text": markdown(p, lang)}
-                }),
-            )
+            // DingTalk @mentions a phone listed in `at.atMobiles` only where the text
+            // also says `@phone`.
+            let mut text = markdown(p, lang);
+            let mut body = serde_json::json!({
+                "msgtype": "markdown",
+                "markdown": {"title": title(p, lang)},
+            });
+            if let Some(phones) = mentions(channel, p) {
+                text.push_str("\n\n");
+                text.push_str(
+                    &phones
+                        .iter()
+                        .map(|phone| format!("@{phone}"))
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                );
+                body["at"] = serde_json::json!({"atMobiles": phones, "isAtAll": false});
+            }
+            body["markdown"]["text"] = serde_json::Value::String(text);
+            json_request(url, &body)
         }
         ChannelKind::Feishu => {
             let mut body = serde_json::json!({
@@ -307,6 +336,45 @@ fn build(channel: &Channel, p: &EventPayload, now_ms: i64) -> Option<Request> {
             }
         }
     })
+}
+
+/// Whether an event asks someone to act: a raise (firing, escalated), a reminder or an
+/// escalation page. Those @mention people in chat; lifecycle news (resolved,
+/// de-escalated, acknowledged) does not wake anyone.
+pub fn needs_answer(p: &EventPayload) -> bool {
+    matches!(
+        p.state,
+        AlertState::Firing | AlertState::Escalated | AlertState::Unanswered
+    ) || p.renotify
+        || p.escalated_to.is_some()
+}
+
+/// The phones a chat message @mentions, on events that need an answer, unless the channel
+/// has `mention = false`: the people of a 叫应 step on an `unanswered` event, otherwise the
+/// channel's (by default its team members').
+fn mentions(channel: &Channel, p: &EventPayload) -> Option<Vec<String>> {
+    if !channel.mention || !needs_answer(p) {
+        return None;
+    }
+    let phones = p.callout_phones().unwrap_or_else(|| channel.phones.clone());
+    (!phones.is_empty()).then_some(phones)
+}
+
+/// The markdown message as plain text, for chat messages that cannot carry markdown.
+pub fn plain_text(p: &EventPayload, language: Language) -> String {
+    markdown(p, language)
+        .replace("**", "")
+        .replace("\n\n", "\n")
+        .lines()
+        .map(|line| match (line.find("]("), line.starts_with('[')) {
+            // `[确认告警](url)` → `确认告警: url`
+            (Some(i), true) if line.ends_with(')') => {
+                format!("{}: {}", &line[1..i], &line[i + 2..line.len() - 1])
+            }
+            _ => line.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn serde_plain_state(state: AlertState) -> &'static str {

@@ -17,7 +17,7 @@
 //! A channel's `rate_per_minute` delays deliveries beyond the rate (never drops them): the
 //! next row waits until the oldest send of the last minute is a minute old.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,7 +27,7 @@ use tokio::sync::Notify;
 use super::mqtt::Publisher;
 use super::outbox::{self, Pending};
 use super::outcome::{self, Failure};
-use super::{channels, EventPayload};
+use super::{channels, voice, EventPayload};
 use crate::alerts::AlertEvent;
 use crate::config::{Channel, ChannelKind, Settings, Team};
 use crate::journal::{self, JournalError};
@@ -46,6 +46,10 @@ pub struct Dispatcher {
     pub wake: Arc<Notify>,
     /// Per destination: when its deliveries of the last minute were sent (rate limits).
     sent: Mutex<HashMap<String, VecDeque<Millis>>>,
+    /// Per pending voice row: the phones whose call is placed (or refused for good), so a
+    /// retry calls only the others. Kept in memory: after a restart a page may ring a
+    /// phone twice, never zero times. Cleared when the row is delivered or failed.
+    called: Mutex<HashMap<i64, HashSet<String>>>,
 }
 
 /// How one row ends this time round.
@@ -86,6 +90,7 @@ impl Dispatcher {
             mqtt,
             wake,
             sent: Mutex::new(HashMap::new()),
+            called: Mutex::new(HashMap::new()),
         })
     }
 
@@ -191,7 +196,12 @@ impl Dispatcher {
             self.note_sent(dest, now_millis());
         }
         let attempts = pending.attempts + 1;
-        let failure = match self.deliver(team, channel, &pending.event).await {
+        let result = if channel.kind == ChannelKind::Voice {
+            self.call(team, channel, pending).await
+        } else {
+            self.deliver(team, channel, &pending.event).await
+        };
+        let failure = match result {
             Ok(()) => return Verdict::Delivered,
             Err(failure) => failure,
         };
@@ -230,6 +240,12 @@ impl Dispatcher {
         let id = pending.id;
         let now = now_millis();
         let event_id = &pending.event.event_id;
+        if !matches!(verdict, Verdict::Retry { .. }) {
+            self.called
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+        }
         match verdict {
             Verdict::Delivered => {
                 count(kind, "delivered");
@@ -291,6 +307,82 @@ impl Dispatcher {
         let Some(req) = channels::request(channel, &payload, now_millis()) else {
             return Err(Failure::Refused("channel has no URL".into()));
         };
+        let (status, body) = self.send(channel, req).await?;
+        outcome::http_answer(channel.kind, status, &body)
+    }
+
+    /// A voice page: one call per phone of the channel, for events that need an answer
+    /// (other events are delivered without a call). Each phone is called once per
+    /// event: when some calls fail transiently, the retry calls only those phones. A phone
+    /// the API refuses for good (a malformed number) is not retried; the row fails after the
+    /// other phones were called, naming it.
+    async fn call(&self, team: &Team, channel: &Channel, pending: &Pending) -> Result<(), Failure> {
+        let Some(settings) = &channel.voice else {
+            return Err(Failure::Refused("voice channel without a provider".into()));
+        };
+        let mut payload = EventPayload::new(&self.settings, &pending.event, Some(&team.id));
+        payload.message = pending.event.message_in(channel.language).to_string();
+        if !channels::needs_answer(&payload) {
+            // Lifecycle news (resolved, acknowledged...) rings no phone: chat and SMS tell it.
+            return Ok(());
+        }
+        let done: HashSet<String> = self
+            .called
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&pending.id)
+            .cloned()
+            .unwrap_or_default();
+        // A 叫应 step calls its own people (the members again, or their superiors).
+        let phones: Vec<String> = payload
+            .callout_phones()
+            .unwrap_or_else(|| channel.phones.clone())
+            .into_iter()
+            .filter(|phone| !done.contains(phone))
+            .collect();
+        let nonce = uuid::Uuid::new_v4().simple().to_string();
+        let mut transient = Vec::new();
+        let mut refused = Vec::new();
+        for call in voice::calls(channel, &phones, &payload, now_millis(), &nonce) {
+            let answer = match self.send(channel, call.request).await {
+                Ok((status, body)) => outcome::voice_answer(settings.provider, status, &body),
+                Err(failure) => Err(failure),
+            };
+            let finished = match answer {
+                Ok(()) => true,
+                Err(Failure::Refused(e)) => {
+                    refused.push(format!("{}: {e}", call.phone));
+                    true
+                }
+                Err(Failure::Transient(e)) => {
+                    transient.push(format!("{}: {e}", call.phone));
+                    false
+                }
+            };
+            if finished {
+                self.called
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .entry(pending.id)
+                    .or_default()
+                    .insert(call.phone);
+            }
+        }
+        if !transient.is_empty() {
+            return Err(Failure::Transient(transient.join("; ")));
+        }
+        if !refused.is_empty() {
+            return Err(Failure::Refused(refused.join("; ")));
+        }
+        Ok(())
+    }
+
+    /// Sends one request, bounded by the channel's timeout, and reads the whole answer.
+    async fn send(
+        &self,
+        channel: &Channel,
+        req: channels::Request,
+    ) -> Result<(u16, Vec<u8>), Failure> {
         let method = reqwest::Method::from_bytes(req.method.as_bytes())
             .map_err(|e| Failure::Refused(format!("HTTP method `{}`: {e}", req.method)))?;
         let mut builder = self
@@ -310,7 +402,7 @@ impl Dispatcher {
             .await
             .map_err(|_| Failure::Transient("timed out reading the answer".into()))?
             .map_err(|e| Failure::Transient(e.to_string()))?;
-        outcome::http_answer(channel.kind, status, &body)
+        Ok((status, body.to_vec()))
     }
 
     /// The MQTT channel: the event on `{topic}/{station}`, then the station's state retained

@@ -10,6 +10,7 @@
 //! receiver refuses for good, or that keeps failing past the channel's `give_up_after`, is
 //! marked failed ([`outcome`]) and stops holding back the rows behind it.
 
+pub mod callback;
 pub mod callout;
 pub mod callout_log;
 pub mod channels;
@@ -18,6 +19,7 @@ pub mod escalation;
 pub mod mqtt;
 pub mod outbox;
 pub mod outcome;
+pub mod voice;
 
 use serde::Serialize;
 

@@ -8,7 +8,7 @@
 //! 5xx, 408, 429, a robot's rate limit, an answer we do not know) is retried with backoff until
 //! the channel's `give_up_after`. Pure code: the dispatcher does the I/O.
 
-use crate::config::ChannelKind;
+use crate::config::{ChannelKind, VoiceProvider};
 
 /// Why one delivery attempt did not count.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -128,6 +128,128 @@ pub fn http_answer(kind: ChannelKind, status: u16, body: &[u8]) -> Result<(), Fa
     }
 }
 
+/// Aliyun voice API codes a retry cures: its throttles (1 call a minute, 5 an hour, 20 a
+/// day per number), its system and gateway errors, a nonce seen twice (the next attempt
+/// has a new one), and "account abnormal", which Aliyun says may pass on a later call.
+const ALIYUN_RETRIABLE: &[&str] = &[
+    "isv.BUSINESS_LIMIT_CONTROL",
+    "isp.SYSTEM_ERROR",
+    "isp.GATEWAY_ERROR",
+    "isp.UNKNOWN",
+    "isv.ACCOUNT_ABNORMAL",
+    "InternalError",
+    "ServiceUnavailable",
+    "SignatureNonceUsed",
+];
+
+/// Aliyun voice API codes that mean hydrowatch's or the account's configuration is wrong:
+/// the template, its variables, the numbers, the key, permissions, the subscription.
+const ALIYUN_MISCONFIGURED: &[&str] = &[
+    "isv.OUT_OF_SERVICE",
+    "isv.PRODUCT_UN_SUBSCRIPT",
+    "isv.PRODUCT_UNSUBSCRIBE",
+    "isv.TTS_TEMPLATE_ILLEGAL",
+    "isv.TEMPLATE_ILLEGAL",
+    "isv.TEMPLATE_MISSING_PARAMETERS",
+    "isv.TEMPLATE_PARAMS_ILLEGAL",
+    "isv.BLACK_KEY_CONTROL_LIMIT",
+    "isv.INVALID_PARAMETERS",
+    "isv.PARAM_LENGTH_LIMIT",
+    "isv.PARAM_NOT_SUPPORT_URL",
+    "isv.MOBILE_NUMBER_ILLEGAL",
+    "isv.DISPLAY_NUMBER_ILLEGAL",
+    "isv.ACCOUNT_NOT_EXISTS",
+    "isv.AMOUNT_NOT_ENOUGH",
+    "isv.BILLID_NOT_EXIST",
+    "isp.RAM_PERMISSION_DENY",
+    "InvalidParameters",
+    "MissingParameter",
+    "SignatureDoesNotMatch",
+    "IncompleteSignature",
+    "InvalidAccessKeyId.NotFound",
+    "InvalidAccessKeyId.Inactive",
+    "Forbidden.RAM",
+    "InvalidAction.NotFound",
+    "InvalidVersion",
+];
+
+/// Tencent Cloud error codes (or code prefixes) a retry cures: rate limits, internal and
+/// upstream errors, and a signature expired by clock skew (the next attempt is re-signed).
+const TENCENT_RETRIABLE: &[&str] = &[
+    "RequestLimitExceeded",
+    "LimitExceeded",
+    "InternalError",
+    "ResourceUnavailable",
+    "FailedOperation.AccessUpstreamTimeout",
+    "AuthFailure.SignatureExpire",
+];
+
+/// Tencent Cloud error codes (or prefixes) that mean a misconfiguration: credentials,
+/// signature, permissions, parameters, the template, the number, the balance.
+const TENCENT_MISCONFIGURED: &[&str] = &[
+    "AuthFailure",
+    "UnauthorizedOperation",
+    "InvalidParameter",
+    "MissingParameter",
+    "UnknownParameter",
+    "InvalidAction",
+    "UnsupportedOperation",
+    "FailedOperation.ContainSensitiveWord",
+    "FailedOperation.FailResolvePacket",
+    "FailedOperation.InsufficientBalanceInVoicePackage",
+    "FailedOperation.InvalidJsonParameters",
+    "FailedOperation.InvalidParameters",
+    "FailedOperation.JsonParseFail",
+    "FailedOperation.PhoneNumberUnappliedOrExpired",
+    "FailedOperation.TemplateIncorrectOrUnapproved",
+];
+
+/// The error code in a voice API's answer: Aliyun's `Code` (`"OK"` on success), Tencent's
+/// `Response.Error.Code` (absent on success).
+pub fn voice_code(provider: VoiceProvider, body: &[u8]) -> Option<String> {
+    let answer = serde_json::from_slice::<serde_json::Value>(body).ok()?;
+    let code = match provider {
+        VoiceProvider::Aliyun => answer.get("Code"),
+        VoiceProvider::Tencent => answer.pointer("/Response/Error/Code"),
+        VoiceProvider::Template => None,
+    }?;
+    code.as_str().map(str::to_string)
+}
+
+/// The verdict on a voice API's answer to one call. Aliyun answers its business errors
+/// (throttling included) with HTTP 400 and a `Code`; Tencent answers every error with HTTP
+/// 200 and `Response.Error`: the code decides when there is one, an unknown code is
+/// retried (as for chat robots), and without one the HTTP status decides.
+pub fn voice_answer(provider: VoiceProvider, status: u16, body: &[u8]) -> Result<(), Failure> {
+    let code = voice_code(provider, body);
+    let (retriable, misconfigured) = match provider {
+        VoiceProvider::Aliyun => (ALIYUN_RETRIABLE, ALIYUN_MISCONFIGURED),
+        VoiceProvider::Tencent => (TENCENT_RETRIABLE, TENCENT_MISCONFIGURED),
+        VoiceProvider::Template => (&[][..], &[][..]),
+    };
+    let matches = |list: &[&str], code: &str| {
+        list.iter()
+            .any(|c| code == *c || code.starts_with(&format!("{c}.")))
+    };
+    match code.as_deref() {
+        Some("OK") if (200..300).contains(&status) => Ok(()),
+        Some(code) if !(provider == VoiceProvider::Aliyun && code == "OK") => {
+            let text = format!(
+                "{} voice API answered HTTP {status}, error {code}: {}",
+                provider.as_str(),
+                String::from_utf8_lossy(&body[..body.len().min(512)])
+            );
+            if matches(misconfigured, code) && !matches(retriable, code) {
+                Err(Failure::Refused(text))
+            } else {
+                Err(Failure::Transient(text))
+            }
+        }
+        _ if (200..300).contains(&status) => Ok(()),
+        _ => Err(http_status(status)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,5 +329,57 @@ mod tests {
         // Not JSON: the HTTP status decides.
         assert!(http_answer(ChannelKind::Feishu, 200, b"ok").is_ok());
         assert!(permanent(http_answer(ChannelKind::Feishu, 404, b"<html>")));
+    }
+
+    #[test]
+    fn voice_api_codes_decide_over_the_status() {
+        let aliyun = |status, body: &[u8]| voice_answer(VoiceProvider::Aliyun, status, body);
+        assert!(aliyun(
+            200,
+            br#"{"Code":"OK","Message":"OK","CallId":"1^2","RequestId":"r"}"#
+        )
+        .is_ok());
+        // Aliyun's throttle comes as HTTP 400: retried, not failed.
+        assert!(!permanent(aliyun(
+            400,
+            r#"{"Code":"isv.BUSINESS_LIMIT_CONTROL","Message":"触发流控"}"#.as_bytes()
+        )));
+        assert!(permanent(aliyun(
+            400,
+            r#"{"Code":"isv.TTS_TEMPLATE_ILLEGAL","Message":"TTS模板不合法"}"#.as_bytes()
+        )));
+        assert!(permanent(aliyun(
+            400,
+            br#"{"Code":"SignatureDoesNotMatch","Message":"..."}"#
+        )));
+        assert!(!permanent(aliyun(400, br#"{"Code":"isv.SOMETHING_NEW"}"#)));
+        assert!(!permanent(aliyun(503, b"<html>")));
+        assert!(permanent(aliyun(404, b"not found")));
+
+        let tencent = |body: &[u8]| voice_answer(VoiceProvider::Tencent, 200, body);
+        assert!(tencent(
+            br#"{"Response":{"SendStatus":{"CallId":"c","SessionContext":"e"},"RequestId":"r"}}"#
+        )
+        .is_ok());
+        assert!(permanent(tencent(
+            br#"{"Response":{"Error":{"Code":"AuthFailure.SignatureFailure","Message":"m"},"RequestId":"r"}}"#
+        )));
+        assert!(permanent(tencent(
+            br#"{"Response":{"Error":{"Code":"FailedOperation.TemplateIncorrectOrUnapproved","Message":"m"}}}"#
+        )));
+        assert!(!permanent(tencent(
+            br#"{"Response":{"Error":{"Code":"AuthFailure.SignatureExpire","Message":"m"}}}"#
+        )));
+        assert!(!permanent(tencent(
+            br#"{"Response":{"Error":{"Code":"LimitExceeded.PhoneNumberThirtySecondLimit"}}}"#
+        )));
+        assert!(!permanent(tencent(
+            br#"{"Response":{"Error":{"Code":"InternalError.Timeout"}}}"#
+        )));
+
+        let template = |status, body: &[u8]| voice_answer(VoiceProvider::Template, status, body);
+        assert!(template(200, br#"{"Code":"whatever"}"#).is_ok());
+        assert!(permanent(template(422, b"bad number")));
+        assert!(!permanent(template(429, b"")));
     }
 }

@@ -1,0 +1,497 @@
+//! 叫应 by phone and chat, end to end: the real hydrowatch binary and a real Mosquitto, with an
+//! in-process HTTP receiver standing in for Aliyun's and Tencent Cloud's voice APIs, a voice
+//! gateway of one's own, and the WeCom and DingTalk robots. Every signature is recomputed
+//! here from what arrived, following each provider's published algorithm, independently of
+//! hydrowatch's code.
+
+mod common;
+#[path = "support/receiver.rs"]
+mod receiver;
+
+use std::time::Duration;
+
+use common::*;
+use hmac::{Hmac, Mac};
+use receiver::{Delivery, Receiver};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+type HmacSha256 = Hmac<Sha256>;
+
+const PHONES: [&str; 2] = ["13800000001", "13800000002"];
+
+fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
+    let mut mac = HmacSha256::new_from_slice(key).unwrap();
+    mac.update(message);
+    mac.finalize().into_bytes().to_vec()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// The query string's parameters in arrival order, percent-decoded.
+fn query_pairs(d: &Delivery) -> Vec<(String, String)> {
+    d.query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| {
+            (
+                urlencoding::decode(k).unwrap().into_owned(),
+                urlencoding::decode(v).unwrap().into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Aliyun ACS3-HMAC-SHA256, as "V3版本请求体&签名机制" describes it, rebuilt from the request
+/// as received: the canonical query re-encoded (RFC 3986) and sorted, the `host` and every
+/// `x-acs-*` header signed, the SHA-256 of the (empty) body.
+fn expected_aliyun_authorization(d: &Delivery, key_id: &str, secret: &str) -> String {
+    let mut params: Vec<(String, String)> = query_pairs(d)
+        .into_iter()
+        .map(|(k, v)| {
+            (
+                urlencoding::encode(&k).into_owned(),
+                urlencoding::encode(&v).into_owned(),
+            )
+        })
+        .collect();
+    params.sort();
+    let query = params
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&");
+    let mut headers: Vec<(String, String)> = d
+        .headers
+        .iter()
+        .filter(|(k, _)| k == "host" || k.starts_with("x-acs-"))
+        .map(|(k, v)| (k.clone(), v.trim().to_string()))
+        .collect();
+    headers.sort();
+    let canonical_headers: String = headers.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
+    let signed: Vec<&str> = headers.iter().map(|(k, _)| k.as_str()).collect();
+    let signed = signed.join(";");
+    let canonical_request = format!(
+        "{}\n{}\n{query}\n{canonical_headers}\n{signed}\n{}",
+        d.method,
+        d.path,
+        sha256_hex(&d.body)
+    );
+    let to_sign = format!(
+        "ACS3-HMAC-SHA256\n{}",
+        sha256_hex(canonical_request.as_bytes())
+    );
+    let signature = hex::encode(hmac_sha256(secret.as_bytes(), to_sign.as_bytes()));
+    format!("ACS3-HMAC-SHA256 Credential={key_id},SignedHeaders={signed},Signature={signature}")
+}
+
+/// Tencent Cloud TC3-HMAC-SHA256, as "签名方法 v3" describes it, rebuilt from the request as
+/// received (content-type and host signed).
+fn expected_tencent_authorization(d: &Delivery, secret_id: &str, secret_key: &str) -> String {
+    let timestamp: i64 = d.header("x-tc-timestamp").unwrap().parse().unwrap();
+    let date = jiff::Timestamp::from_second(timestamp)
+        .unwrap()
+        .strftime("%Y-%m-%d")
+        .to_string();
+    let canonical_request = format!(
+        "POST\n{}\n\ncontent-type:{}\nhost:{}\n\ncontent-type;host\n{}",
+        d.path,
+        d.header("content-type").unwrap(),
+        d.header("host").unwrap(),
+        sha256_hex(&d.body)
+    );
+    let scope = format!("{date}/vms/tc3_request");
+    let to_sign = format!(
+        "TC3-HMAC-SHA256\n{timestamp}\n{scope}\n{}",
+        sha256_hex(canonical_request.as_bytes())
+    );
+    let k_date = hmac_sha256(format!("TC3{secret_key}").as_bytes(), date.as_bytes());
+    let k_service = hmac_sha256(&k_date, b"vms");
+    let k_signing = hmac_sha256(&k_service, b"tc3_request");
+    let signature = hex::encode(hmac_sha256(&k_signing, to_sign.as_bytes()));
+    format!(
+        "TC3-HMAC-SHA256 Credential={secret_id}/{scope}, SignedHeaders=content-type;host, Signature={signature}"
+    )
+}
+
+fn open_alert_id(hw: &Hydrowatch, station: &str) -> Option<String> {
+    let (_, body) = hw.http_get("/api/v1/alerts?state=open");
+    let alerts: Value = serde_json::from_str(&body).ok()?;
+    alerts.as_array()?.iter().find_map(|a| {
+        let a = a.get("alert").unwrap_or(a);
+        (a["station"] == station).then(|| a["alert_id"].as_str().unwrap().to_string())
+    })
+}
+
+fn notifications(hw: &Hydrowatch, state: &str) -> Vec<Value> {
+    let (code, body) = hw.http_get(&format!("/api/v1/notifications?state={state}"));
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str::<Value>(&body)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+const STATION: &str = r#"
+[[stations]]
+id = "62304000"
+name = "横排头"
+river = "淠河"
+team = "pihe-east"
+stages = { guard = 57.5, warning = 59.0, guaranteed = 61.0 }
+"#;
+
+const TEAM: &str = r#"
+[[teams]]
+id = "pihe-east"
+name = "淠河东岸巡堤队"
+token = "east-token"
+members = [{ name = "王队长", phone = "13800000001" }, { name = "李四", phone = "13800000002" }]
+"#;
+
+const VOICE_AND_CHAT: &str = r#"
+  [[teams.channels]]
+  id = "aliyun"
+  kind = "voice"
+  provider = "aliyun"
+  url = "@RX@/aliyun/"
+  key_id = "LTAI-test-key"
+  secret = "aliyun-test-secret"
+  template = "TTS_10001"
+  caller = "02000000000"
+  tts_params = { station = "{station_name}", stage = "{stage}" }
+  redial = { attempts = 3, spacing = "90s" }
+  [[teams.channels]]
+  id = "tencent"
+  kind = "voice"
+  provider = "tencent"
+  url = "@RX@/tencent/"
+  key_id = "AKID-test-id"
+  secret = "tencent-test-secret"
+  template = "4356"
+  app_id = "1400006666"
+  play_times = 2
+  [[teams.channels]]
+  id = "gateway"
+  kind = "voice"
+  provider = "template"
+  url = "@RX@/gateway/call"
+  secret = "gateway-secret"
+  body = '{"to":"{phone}","say":"{message}","ref":"{event_id}"}'
+  [[teams.channels]]
+  kind = "wecom"
+  url = "@RX@/cgi-bin/webhook/send?key=WECOM-KEY"
+  [[teams.channels]]
+  kind = "dingtalk"
+  url = "@RX@/robot/send?access_token=DING-TOKEN"
+"#;
+
+async fn start(channels: &str) -> (Mosquitto, Receiver, Hydrowatch) {
+    let mqtt = Mosquitto::start(false);
+    let rx = Receiver::start().await;
+    let body = format!("{TEAM}{channels}{STATION}").replace("@RX@", &rx.url(""));
+    let config = HwConfig::new(&mqtt).body(&body).build();
+    let hw = Hydrowatch::start_ready(&config, Duration::from_secs(30));
+    (mqtt, rx, hw)
+}
+
+async fn fire(mqtt: &Mosquitto) {
+    publish_all(
+        mqtt.port(),
+        vec![(
+            "hydro/62304000/data".into(),
+            br#"{"time":"2021-07-20T08:05:00+08:00","level_m":59.12}"#.to_vec(),
+        )],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_firing_alert_calls_every_member_signed_as_each_provider_requires() {
+    let (mqtt, rx, hw) = start(VOICE_AND_CHAT).await;
+    fire(&mqtt).await;
+    wait_until_async(
+        Duration::from_secs(20),
+        "two calls per voice channel and two robots",
+        || {
+            rx.requests("/aliyun/").len() >= 2
+                && rx.requests("/tencent/").len() >= 2
+                && rx.requests("/gateway/").len() >= 2
+                && !rx.requests("/cgi-bin/").is_empty()
+                && !rx.requests("/robot/").is_empty()
+        },
+    )
+    .await;
+    let alert_id = open_alert_id(&hw, "62304000").expect("open alert");
+    let now = now_ms();
+
+    // Aliyun SingleCallByTts: one call per member phone, parameters in the query, empty
+    // body, ACS3-HMAC-SHA256 over host and the x-acs-* headers.
+    let aliyun = rx.requests("/aliyun/");
+    assert_eq!(aliyun.len(), 2, "one call per phone: {aliyun:#?}");
+    let mut event_id = None;
+    for (call, phone) in aliyun.iter().zip(PHONES) {
+        assert_eq!(call.method, "POST");
+        assert!(call.body.is_empty());
+        let q: std::collections::HashMap<String, String> = query_pairs(call).into_iter().collect();
+        assert_eq!(q["CalledNumber"], phone);
+        assert_eq!(q["CalledShowNumber"], "02000000000");
+        assert_eq!(q["TtsCode"], "TTS_10001");
+        let params: Value = serde_json::from_str(&q["TtsParam"]).unwrap();
+        assert_eq!(
+            params,
+            serde_json::json!({"station": "横排头", "stage": "warning"})
+        );
+        event_id.get_or_insert_with(|| q["OutId"].clone());
+        assert_eq!(
+            Some(&q["OutId"]),
+            event_id.as_ref(),
+            "the same event for each phone"
+        );
+        assert_eq!(call.header("x-acs-action"), Some("SingleCallByTts"));
+        assert_eq!(call.header("x-acs-version"), Some("2017-05-25"));
+        assert_eq!(
+            call.header("x-acs-content-sha256"),
+            Some(sha256_hex(b"").as_str())
+        );
+        let date = call.header("x-acs-date").unwrap();
+        let at: jiff::Timestamp = date.parse().expect("ISO 8601 UTC");
+        assert!((now - at.as_millisecond()).abs() < 600_000, "{date}");
+        assert!(date.ends_with('Z') && date.len() == 20, "{date}");
+        assert_eq!(
+            call.header("authorization").unwrap(),
+            expected_aliyun_authorization(call, "LTAI-test-key", "aliyun-test-secret"),
+        );
+    }
+    let nonces: std::collections::HashSet<_> = aliyun
+        .iter()
+        .map(|c| c.header("x-acs-signature-nonce").unwrap().to_string())
+        .collect();
+    assert_eq!(nonces.len(), 2, "a nonce is never reused");
+
+    // Tencent VMS SendTtsVoice: a JSON body per phone (E.164), TC3-HMAC-SHA256.
+    let tencent = rx.requests("/tencent/");
+    assert_eq!(tencent.len(), 2, "{tencent:#?}");
+    for (call, phone) in tencent.iter().zip(PHONES) {
+        assert_eq!(call.header("x-tc-action"), Some("SendTtsVoice"));
+        assert_eq!(call.header("x-tc-version"), Some("2020-09-02"));
+        assert_eq!(call.header("x-tc-region"), Some("ap-guangzhou"));
+        assert_eq!(
+            call.header("content-type"),
+            Some("application/json; charset=utf-8")
+        );
+        let ts: i64 = call.header("x-tc-timestamp").unwrap().parse().unwrap();
+        assert!(
+            (now / 1000 - ts).abs() < 600,
+            "within Tencent's five minutes"
+        );
+        let b = call.json();
+        assert_eq!(b["CalledNumber"], format!("+86{phone}").as_str());
+        assert_eq!(b["TemplateId"], "4356");
+        assert_eq!(b["VoiceSdkAppid"], "1400006666");
+        assert_eq!(b["PlayTimes"], 2);
+        assert_eq!(b["SessionContext"], event_id.as_deref().unwrap());
+        let spoken = b["TemplateParamSet"][0].as_str().unwrap();
+        assert!(
+            spoken.contains("横排头 59.12 m ≥ 警戒水位 59.00 m"),
+            "{spoken}"
+        );
+        assert!(!spoken.contains("http"), "no links read aloud: {spoken}");
+        assert_eq!(
+            call.header("authorization").unwrap(),
+            expected_tencent_authorization(call, "AKID-test-id", "tencent-test-secret"),
+        );
+    }
+
+    // A voice gateway of one's own: the body template per phone, HMAC-signed like a webhook.
+    let gateway = rx.requests("/gateway/call");
+    assert_eq!(gateway.len(), 2, "{gateway:#?}");
+    for (call, phone) in gateway.iter().zip(PHONES) {
+        let expected = format!(
+            "sha256={}",
+            hex::encode(hmac_sha256(b"gateway-secret", &call.body))
+        );
+        assert_eq!(
+            call.header("x-hydrowatch-signature"),
+            Some(expected.as_str())
+        );
+        let b = call.json();
+        assert_eq!(b["to"], phone);
+        assert_eq!(b["ref"], event_id.as_deref().unwrap());
+        assert!(b["say"].as_str().unwrap().contains("横排头"));
+    }
+
+    // WeCom: markdown cannot @mention by phone, so the page goes as text with
+    // mentioned_mobile_list.
+    let wecom = &rx.requests("/cgi-bin/webhook/send")[0];
+    let w = wecom.json();
+    assert_eq!(w["msgtype"], "text", "{w}");
+    assert_eq!(
+        w["text"]["mentioned_mobile_list"],
+        serde_json::json!(PHONES)
+    );
+    let content = w["text"]["content"].as_str().unwrap();
+    assert!(content.contains("[告警] 淠河 横排头"), "{content}");
+    assert!(!content.contains("**"), "plain text: {content}");
+
+    // DingTalk: at.atMobiles, and each @phone in the text, as DingTalk requires.
+    let ding = rx.requests("/robot/send")[0].json();
+    assert_eq!(ding["msgtype"], "markdown");
+    assert_eq!(ding["at"]["atMobiles"], serde_json::json!(PHONES));
+    assert_eq!(ding["at"]["isAtAll"], false);
+    let text = ding["markdown"]["text"].as_str().unwrap();
+    for phone in PHONES {
+        assert!(text.contains(&format!("@{phone}")), "{text}");
+    }
+
+    // Acknowledged news wakes nobody: chat messages mention no one and no phone rings.
+    let (code, body) = hw.http_post(
+        &format!("/api/v1/alerts/{alert_id}/ack"),
+        b"{}",
+        &[("Authorization", "Bearer east-token")],
+    );
+    assert!((200..300).contains(&code), "{code} {body}");
+    wait_until_async(
+        Duration::from_secs(10),
+        "the acknowledgement reaches the robots",
+        || rx.requests("/cgi-bin/").len() >= 2 && rx.requests("/robot/").len() >= 2,
+    )
+    .await;
+    let w = rx.requests("/cgi-bin/webhook/send")[1].json();
+    assert_eq!(w["msgtype"], "markdown", "{w}");
+    let d = rx.requests("/robot/send")[1].json();
+    assert!(d.get("at").is_none(), "{d}");
+    wait_until_async(
+        Duration::from_secs(10),
+        "every channel has the acknowledgement",
+        || notifications(&hw, "pending").is_empty() && notifications(&hw, "delivered").len() == 10,
+    )
+    .await;
+    assert_eq!(
+        rx.requests("/aliyun/").len(),
+        2,
+        "no call about an acknowledgement"
+    );
+    assert_eq!(rx.requests("/tencent/").len(), 2);
+    assert_eq!(rx.requests("/gateway/").len(), 2);
+}
+
+const FLAKY_GATEWAY: &str = r#"
+  [[teams.channels]]
+  id = "gateway"
+  kind = "voice"
+  provider = "template"
+  url = "@RX@/gateway/call"
+  backoff = "200ms"
+  body = '{"to":"{phone}","say":"{message}"}'
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_voice_page_calls_only_the_phones_not_yet_reached() {
+    let (mqtt, rx, _hw) = start(FLAKY_GATEWAY).await;
+    // The second member's call fails (the gateway is overloaded for that number).
+    rx.refuse("/gateway/call", PHONES[1], 503, r#"{"error":"busy"}"#);
+    fire(&mqtt).await;
+    wait_until_async(
+        Duration::from_secs(20),
+        "the failing call is retried",
+        || {
+            rx.requests("/gateway/call")
+                .iter()
+                .filter(|d| d.text().contains(PHONES[1]))
+                .count()
+                >= 3
+        },
+    )
+    .await;
+    rx.accept_all();
+    wait_until_async(
+        Duration::from_secs(20),
+        "the second member is called",
+        || {
+            rx.requests("/gateway/call")
+                .iter()
+                .any(|d| d.accepted && d.text().contains(PHONES[1]))
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let first: Vec<_> = rx
+        .requests("/gateway/call")
+        .into_iter()
+        .filter(|d| d.text().contains(PHONES[0]))
+        .collect();
+    assert_eq!(
+        first.len(),
+        1,
+        "the first member's phone rang once: {first:#?}"
+    );
+}
+
+const REFUSING_ALIYUN: &str = r#"
+  [[teams.channels]]
+  id = "aliyun"
+  kind = "voice"
+  provider = "aliyun"
+  url = "@RX@/aliyun/"
+  key_id = "LTAI-test-key"
+  secret = "aliyun-test-secret"
+  template = "TTS_MISSING"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_voice_api_misconfiguration_fails_the_page_at_once_and_a_throttle_is_retried() {
+    let (mqtt, rx, hw) = start(REFUSING_ALIYUN).await;
+    // Aliyun answers business errors as HTTP 400 with a Code: a throttle first...
+    rx.refuse(
+        "/aliyun/",
+        "",
+        400,
+        r#"{"Code":"isv.BUSINESS_LIMIT_CONTROL","Message":"flow control","RequestId":"r1"}"#,
+    );
+    fire(&mqtt).await;
+    wait_until_async(
+        Duration::from_secs(20),
+        "the throttled call is retried",
+        || rx.requests("/aliyun/").len() >= 3,
+    )
+    .await;
+    assert!(
+        notifications(&hw, "failed").is_empty(),
+        "a throttle is not a failure"
+    );
+    // ...then a template the account does not have: failed for good, not retried.
+    rx.accept_all();
+    rx.refuse(
+        "/aliyun/",
+        "",
+        400,
+        r#"{"Code":"isv.TTS_TEMPLATE_ILLEGAL","Message":"bad template","RequestId":"r2"}"#,
+    );
+    wait_until_async(Duration::from_secs(20), "the page fails", || {
+        !notifications(&hw, "failed").is_empty()
+    })
+    .await;
+    let failed = notifications(&hw, "failed");
+    assert_eq!(failed.len(), 1, "{failed:#?}");
+    assert_eq!(failed[0]["kind"], "voice");
+    let error = failed[0]["last_error"].as_str().unwrap();
+    assert!(error.contains("isv.TTS_TEMPLATE_ILLEGAL"), "{error}");
+    let tried = rx.requests("/aliyun/").len();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        rx.requests("/aliyun/").len(),
+        tried,
+        "a refusal is never retried"
+    );
+}
