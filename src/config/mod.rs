@@ -305,6 +305,8 @@ pub struct Team {
     /// Re-notify this often while an alert is open and unacknowledged.
     pub renotify: Option<Duration>,
     pub language: Language,
+    /// Receives the daily bulletin on its chat channels (WeCom, DingTalk, Feishu).
+    pub bulletin: bool,
 }
 
 impl Team {
@@ -456,6 +458,7 @@ mod tests {
             escalation: Vec::new(),
             renotify: None,
             language: Language::Chinese,
+            bulletin: false,
         }
     }
 

@@ -219,6 +219,9 @@ pub struct RawTeam {
     pub escalation: Vec<RawEscalation>,
     pub renotify: Option<String>,
     pub language: Option<String>,
+    /// Send the daily bulletin (水雨情日报) to this team's chat channels.
+    #[serde(default)]
+    pub bulletin: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -749,6 +749,7 @@ fn team(cx: &mut Ctx, raw: RawTeam, team_ids: &HashSet<String>) -> Team {
         escalation,
         renotify,
         language,
+        bulletin: raw.bulletin,
     }
 }
 

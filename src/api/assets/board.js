@@ -28,7 +28,8 @@
       load_failed: "加载失败：", stations_over: "超", stations_count: "站", all_normal: "全部正常",
       hydrograph: "水位过程线", no_series: "该时段无数据", pick: "点击站点查看水位过程线",
       value: "值", threshold: "阈值", team: "责任队伍", deliveries: "演示巡堤队收到的通知",
-      failed_notifications: "发送失败的通知", attempts: "次尝试"
+      failed_notifications: "发送失败的通知", attempts: "次尝试",
+      bulletin: "水雨情日报"
     },
     en: {
       title: "Status board", connecting: "connecting…", live: "live", disconnected: "disconnected",
@@ -44,7 +45,8 @@
       load_failed: "Loading failed: ", stations_over: "≥", stations_count: "", all_normal: "all normal",
       hydrograph: "Hydrograph", no_series: "no readings in this period", pick: "Click a station for its hydrograph",
       value: "value", threshold: "threshold", team: "team",
-      failed_notifications: "Failed notifications", attempts: "attempts"
+      failed_notifications: "Failed notifications", attempts: "attempts",
+      bulletin: "Daily bulletin"
     }
   };
   var STAGE_NAMES = {
