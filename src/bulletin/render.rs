@@ -138,9 +138,11 @@ pub fn margin_words(margins: &[Margin], lang: Language) -> String {
     parts.join(" / ")
 }
 
-fn clock(rfc3339: &str) -> &str {
-    // "2021-07-20T08:05:00+08:00" → "07-20 08:05"
-    rfc3339.get(5..16).unwrap_or(rfc3339)
+/// "2021-07-20T08:05:00+08:00" → "07-20 08:05" (the bulletin's zone is in its header).
+fn clock(rfc3339: &str) -> String {
+    rfc3339
+        .get(5..16)
+        .map_or_else(|| rfc3339.to_string(), |s| s.replacen('T', " ", 1))
 }
 
 fn opt<T: std::fmt::Display>(v: Option<T>, f: impl Fn(T) -> String) -> String {
@@ -416,7 +418,7 @@ nav {{ float: right; }}
             name = escape(&s.name),
             rain = opt(s.rain_mm, |r| format!("{r:.1}")),
             max = match (s.max_1h_mm, &s.max_1h_end) {
-                (Some(m), Some(at)) if m > 0.0 => format!("{m:.1} @{}", escape(clock(at))),
+                (Some(m), Some(at)) if m > 0.0 => format!("{m:.1} @{}", escape(&clock(at))),
                 _ => "-".into(),
             },
             level = opt(s.level_m, |l| format!("{l:.2}")),
@@ -425,7 +427,7 @@ nav {{ float: right; }}
                 _ => "-".into(),
             },
             peak = match (s.peak_m, &s.peak_at) {
-                (Some(p), Some(at)) => format!("{p:.2} @{}", escape(clock(at))),
+                (Some(p), Some(at)) => format!("{p:.2} @{}", escape(&clock(at))),
                 _ => "-".into(),
             },
             stage = escape(&stage_cell),
