@@ -254,7 +254,6 @@ async fn the_bulletins_of_a_replayed_flood_hold_what_the_data_imply() {
         "simulate: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    // Acknowledged only once committed: when publish_all returns, the rain is in the journal.
     publish_all(
         mqtt.port(),
         rain.iter()
@@ -269,6 +268,8 @@ async fn the_bulletins_of_a_replayed_flood_hold_what_the_data_imply() {
             .collect(),
     )
     .await;
+    let last_rain = rain.last().expect("rain").0;
+    wait_for_reading(&hw, RAIN, "rain_mm", last_rain).await;
     let last = readings.last().expect("rows").0;
     let path = format!("/api/v1/stations/{STATION}");
     wait_until_async(
@@ -430,6 +431,25 @@ async fn the_bulletins_of_a_replayed_flood_hold_what_the_data_imply() {
     assert_eq!(status, 400);
 
     printable_page_in_chromium(&hw, "2018-08-31");
+}
+
+/// Waits until the journal holds `station`'s reading of `element` at `time` (a broker's
+/// PUBACK to the publisher says nothing about hydrowatch having stored it).
+async fn wait_for_reading(hw: &Hydrowatch, station: &str, element: &str, time: i64) {
+    let t = jiff::Timestamp::from_millisecond(time)
+        .expect("time")
+        .to_string();
+    let path = format!("/api/v1/stations/{station}/series?element={element}&from={t}&to={t}");
+    wait_until_async(
+        Duration::from_secs(60),
+        &format!("{station} at {t} stored"),
+        || {
+            let (_, body) = hw.http_get(&path);
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            v["points"].as_array().is_some_and(|p| !p.is_empty())
+        },
+    )
+    .await;
 }
 
 fn body_of(hw: &Hydrowatch, date: &str) -> String {
@@ -705,4 +725,175 @@ interval = "1h"
 
 fn rusqlite_open(path: &std::path::Path) -> rusqlite::Connection {
     hydrowatch::journal::open(path).expect("journal")
+}
+
+/// The demo's flood scenario (rain gauge and three river gauges, one silent for two hours, one
+/// spike), run over an 08:00 boundary in Asia/Shanghai, published as gauges would send it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_scenario_over_the_eight_oclock_boundary() {
+    use hydrowatch::sim::scenario::{self, Scenario, RIVER, SPIKE};
+    let tz = jiff::tz::TimeZone::get("Asia/Shanghai").expect("zone");
+    let start = jiff::civil::date(2021, 7, 20)
+        .at(2, 0, 0, 0)
+        .to_zoned(tz.clone())
+        .expect("valid")
+        .timestamp()
+        .as_millisecond();
+    let readings = Scenario { start, seed: 7 }.readings();
+    let mqtt = Mosquitto::start(false);
+    let config = HwConfig::new(&mqtt)
+        .client_id("hw-bulletin-demo")
+        .body(&format!(
+            "[rules]\ntime_zone = \"Asia/Shanghai\"\nday_start_hour = 8\n\n[[teams]]\nid = \"demo\"\n\n{}",
+            scenario::demo_stations_toml("demo", "1h", &[])
+        ))
+        .build();
+    let hw = Hydrowatch::start_ready(&config, Duration::from_secs(30));
+    let mut messages = Vec::new();
+    let mut ids: Vec<&str> = readings.iter().map(|r| r.station.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    for id in &ids {
+        let mine: Vec<serde_json::Value> = readings
+            .iter()
+            .filter(|r| r.station == *id)
+            .map(|r| {
+                serde_json::json!({"time": r.time, "level_m": r.level_m, "rain_mm": r.rain_mm,
+                                   "rain_period_s": r.rain_period_s})
+            })
+            .map(|mut v| {
+                v.as_object_mut()
+                    .expect("object")
+                    .retain(|_, x| !x.is_null());
+                v
+            })
+            .collect();
+        for chunk in mine.chunks(12) {
+            messages.push((
+                format!("hydro/{id}/data"),
+                serde_json::to_vec(chunk).expect("JSON"),
+            ));
+        }
+    }
+    publish_all(mqtt.port(), messages).await;
+    for id in &ids {
+        let last = readings
+            .iter()
+            .filter(|r| r.station == *id)
+            .next_back()
+            .expect("last");
+        let element = if last.rain_mm.is_some() {
+            "rain_mm"
+        } else {
+            "level_m"
+        };
+        wait_for_reading(&hw, id, element, last.time).await;
+    }
+
+    for date in [
+        jiff::civil::date(2021, 7, 19),
+        jiff::civil::date(2021, 7, 20),
+    ] {
+        let (from, to) = (
+            eight_oclock(date, &tz),
+            eight_oclock(date.tomorrow().expect("day"), &tz),
+        );
+        let (status, body) = hw.http_get(&format!("/api/v1/bulletins/{date}"));
+        assert_eq!(status, 200, "{body}");
+        let b: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        let station = |id: &str| -> serde_json::Value {
+            b["stations"]
+                .as_array()
+                .expect("stations")
+                .iter()
+                .find(|s| s["id"] == id)
+                .cloned()
+                .expect("station")
+        };
+        let in_day = |id: &str| -> Vec<&hydrowatch::model::Reading> {
+            readings
+                .iter()
+                .filter(|r| r.station == id && r.time > from && r.time <= to)
+                .collect()
+        };
+        // Rain: the day's sum, the 08:00 amount closing the day before.
+        let rain: f64 = in_day(scenario::RAIN_GAUGE.0)
+            .iter()
+            .filter_map(|r| r.rain_mm)
+            .sum();
+        let r = station(scenario::RAIN_GAUGE.0);
+        assert!(
+            near(r["rain_mm"].as_f64().expect("rain"), rain, 0.005),
+            "{date}: {} vs {rain}",
+            r["rain_mm"]
+        );
+        assert_eq!(
+            r["readings"]["received"].as_u64(),
+            Some(in_day(scenario::RAIN_GAUGE.0).len() as u64)
+        );
+        for gauge in &RIVER {
+            let s = station(gauge.id);
+            let levels: Vec<(i64, f64)> = in_day(gauge.id)
+                .iter()
+                // The spike is a sensor fault, not the river.
+                .filter(|r| {
+                    !(r.station == SPIKE.0 && r.time == start + (SPIKE.1 * H as f64) as i64)
+                })
+                .filter_map(|r| r.level_m.map(|l| (r.time, l)))
+                .collect();
+            assert_eq!(
+                s["readings"]["received"].as_u64(),
+                Some(in_day(gauge.id).len() as u64),
+                "{date} {}",
+                gauge.id
+            );
+            assert_eq!(s["readings"]["complete"], false, "a 12-hour run");
+            let Some(&(end_t, end_l)) = levels.last() else {
+                assert!(s["level_m"].is_null());
+                continue;
+            };
+            let peak = levels.iter().fold(
+                levels[0],
+                |best, &(t, l)| if l > best.1 { (t, l) } else { best },
+            );
+            assert_eq!(s["level_m"].as_f64(), Some(end_l), "{date} {}", gauge.id);
+            assert_eq!(s["level_at"].as_str(), Some(local(end_t, &tz).as_str()));
+            assert_eq!(s["peak_m"].as_f64(), Some(peak.1), "{date} {}", gauge.id);
+            assert_eq!(s["peak_at"].as_str(), Some(local(peak.0, &tz).as_str()));
+            let reached = [
+                ("guard", gauge.guard_m),
+                ("warning", gauge.warning_m),
+                ("guaranteed", gauge.guaranteed_m),
+            ]
+            .iter()
+            .rev()
+            .find(|(_, level)| peak.1 >= *level)
+            .map(|(n, _)| *n);
+            assert_eq!(s["stage"].as_str(), reached, "{date} {}", gauge.id);
+            let warning = s["margins"]
+                .as_array()
+                .expect("margins")
+                .iter()
+                .find(|m| m["stage"] == "warning")
+                .expect("warning")["margin_m"]
+                .as_f64()
+                .expect("margin");
+            assert!(near(warning, end_l - gauge.warning_m, 0.0005 + 1e-9));
+        }
+    }
+    // The markdown in Chinese: a receding river, how far below the guard stage it is.
+    let config_path = hw.config_path().display().to_string();
+    let md = hydrowatch_cli(&[
+        "bulletin",
+        "-c",
+        &config_path,
+        "--date",
+        "2021-07-20",
+        "--format",
+        "markdown",
+    ]);
+    let md = String::from_utf8_lossy(&md.stdout).into_owned();
+    assert!(md.contains("水雨情日报 2021-07-20"), "{md}");
+    assert!(md.contains("大店岗雨量站"), "{md}");
+    assert!(md.contains("落 -") && md.contains("距设防"), "{md}");
 }

@@ -166,7 +166,11 @@ fn alert_line(b: &Bulletin, a: &super::AlertOfDay, settings: &Settings, lang: La
     let name = settings
         .station(&a.station)
         .map_or(a.station.as_str(), |s| s.name.as_str());
-    let stage = stage_label(&a.rule, &a.stage, lang);
+    let stage = if a.stage == a.rule {
+        String::new()
+    } else {
+        stage_label(&a.rule, &a.stage, lang)
+    };
     let answer = match (&a.acknowledged_by, a.response_s) {
         (by, Some(s)) => format!(
             "{} {} ({})",
