@@ -777,11 +777,7 @@ async fn the_demo_scenario_over_the_eight_oclock_boundary() {
     }
     publish_all(mqtt.port(), messages).await;
     for id in &ids {
-        let last = readings
-            .iter()
-            .filter(|r| r.station == *id)
-            .next_back()
-            .expect("last");
+        let last = readings.iter().rfind(|r| r.station == *id).expect("last");
         let element = if last.rain_mm.is_some() {
             "rain_mm"
         } else {

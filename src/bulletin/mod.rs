@@ -195,8 +195,16 @@ pub struct DayData {
     pub events: Vec<AlertEvent>,
     /// The alerts those events belong to.
     pub alerts: Vec<Alert>,
-    /// Dry-spell stations: rain amounts above zero in the lookback, and the earliest reading.
-    pub dry: HashMap<String, (Vec<(Millis, f64)>, Option<Millis>)>,
+    /// Per dry-spell station: its rain history.
+    pub dry: HashMap<String, RainHistory>,
+}
+
+/// What the dry-spell days are counted from: a station's rain amounts above zero in the
+/// lookback, and its earliest reading in it.
+#[derive(Debug, Clone, Default)]
+pub struct RainHistory {
+    pub amounts: Vec<(Millis, f64)>,
+    pub earliest: Option<Millis>,
 }
 
 /// `(from, to]` of the hydrological day `date` in milliseconds.
@@ -255,7 +263,7 @@ pub fn load(
         let since = to - DRY_LOOKBACK_DAYS * DAY;
         let amounts = journal::rain_between(conn, &st.id, since, to)?;
         let earliest = journal::earliest_time_after(conn, &st.id, since)?;
-        dry.insert(st.id.clone(), (amounts, earliest));
+        dry.insert(st.id.clone(), RainHistory { amounts, earliest });
     }
     compute(
         settings,
@@ -344,7 +352,7 @@ fn station_day(
     from: Millis,
     to: Millis,
     readings: &[&Reading],
-    dry: Option<&(Vec<(Millis, f64)>, Option<Millis>)>,
+    dry: Option<&RainHistory>,
 ) -> StationDay {
     let tz = &settings.rules.time_zone;
     let in_day: Vec<&Reading> = readings
@@ -490,8 +498,9 @@ fn dry_days(
     settings: &Settings,
     date: Date,
     dry_day_mm: f64,
-    (amounts, earliest): &(Vec<(Millis, f64)>, Option<Millis>),
+    history: &RainHistory,
 ) -> Option<u32> {
+    let (amounts, earliest) = (&history.amounts, &history.earliest);
     let tz = &settings.rules.time_zone;
     let hour = settings.rules.day_start_hour;
     let mut totals: BTreeMap<Date, f64> = BTreeMap::new();

@@ -222,7 +222,10 @@ fn drought_level_and_dry_days() {
     // Wet on 07-15 (the hydrological day starting 07-15), dry since.
     dry.insert(
         "p01".to_string(),
-        (vec![(at(15, 12, 0), 3.0)], Some(at(10, 9, 0))),
+        RainHistory {
+            amounts: vec![(at(15, 12, 0), 3.0)],
+            earliest: Some(at(10, 9, 0)),
+        },
     );
     let b = compute(
         &s,
