@@ -189,8 +189,10 @@ pub struct Incomplete {
 /// What a bulletin is computed from, as the journal has it.
 #[derive(Debug, Clone, Default)]
 pub struct DayData {
-    /// Every station's readings in `(from - 24 h, to]`, by station then time.
+    /// Every station's readings in `(from, to]`, by station then time.
     pub readings: Vec<Reading>,
+    /// Each station's last good level of the day before, `(from - 24 h, from]`.
+    pub levels_before: HashMap<String, f64>,
     /// Alert events observed in `(from, to]`, oldest first.
     pub events: Vec<AlertEvent>,
     /// The alerts those events belong to.
@@ -245,7 +247,14 @@ pub fn load(
     if to > now {
         return Err(BulletinError::NotEnded(date.to_string()));
     }
-    let readings = journal::readings_between(conn, from - DAY, to)?;
+    let readings = journal::readings_between(conn, from, to)?;
+    let mut levels_before = HashMap::new();
+    for st in &settings.stations {
+        if let Some((_, level)) = journal::last_good_level_between(conn, &st.id, from - DAY, from)?
+        {
+            levels_before.insert(st.id.clone(), level);
+        }
+    }
     let (mut events, alerts) = journal::events_observed_between(conn, from, to)?;
     // Who answered: acknowledgements are stamped with the wall clock, which for a replayed
     // flood is long after its day, so they are looked up by alert, not by time.
@@ -270,6 +279,7 @@ pub fn load(
         date,
         &DayData {
             readings,
+            levels_before,
             events,
             alerts,
             dry,
@@ -293,7 +303,14 @@ pub fn compute(settings: &Settings, date: Date, data: &DayData) -> Result<Bullet
                 .get(st.id.as_str())
                 .map(Vec::as_slice)
                 .unwrap_or(&[]);
-            station_day(settings, st, date, from, to, readings, data.dry.get(&st.id))
+            station_day(
+                settings,
+                st,
+                (date, from, to),
+                readings,
+                data.levels_before.get(&st.id).copied(),
+                data.dry.get(&st.id),
+            )
         })
         .collect();
     let basins = basins(&stations);
@@ -348,10 +365,9 @@ fn metres(value: f64) -> f64 {
 fn station_day(
     settings: &Settings,
     st: &Station,
-    date: Date,
-    from: Millis,
-    to: Millis,
+    (date, from, to): (Date, Millis, Millis),
     readings: &[&Reading],
+    level_before: Option<f64>,
     dry: Option<&RainHistory>,
 ) -> StationDay {
     let tz = &settings.rules.time_zone;
@@ -394,12 +410,7 @@ fn station_day(
         .filter(good)
         .filter_map(|r| r.level_m.map(|l| (r.time, l)))
         .collect();
-    let before = readings
-        .iter()
-        .filter(|r| r.time <= from)
-        .filter(good)
-        .filter_map(|r| r.level_m)
-        .next_back();
+    let before = level_before;
     let end = levels.last().copied();
     let peak = levels
         .iter()

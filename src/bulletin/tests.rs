@@ -119,8 +119,7 @@ fn the_day_runs_from_eight_to_eight_and_eight_oclock_closes_it() {
 #[test]
 fn levels_peak_trend_and_margins_to_the_stages() {
     let s = settings();
-    let mut readings = vec![level("hpt", at(20, 8, 0), 58.10)]; // the day before's last
-    readings.push(level("hpt", at(20, 10, 0), 58.9));
+    let mut readings = vec![level("hpt", at(20, 10, 0), 58.9)];
     readings.push(level("hpt", at(20, 20, 0), 60.12));
     readings.push(level("hpt", at(20, 21, 0), 60.12)); // the same peak later: first one counts
     let mut suspect = level("hpt", at(20, 22, 0), 70.0);
@@ -132,6 +131,8 @@ fn levels_peak_trend_and_margins_to_the_stages() {
         july20(),
         &DayData {
             readings: sorted(readings),
+            // The day before's last good level.
+            levels_before: HashMap::from([("hpt".to_string(), 58.10)]),
             ..Default::default()
         },
     )

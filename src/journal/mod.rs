@@ -719,6 +719,24 @@ pub fn readings_between(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// A station's last good level in `(from, to]`: (observation time, level).
+pub fn last_good_level_between(
+    conn: &Connection,
+    station: &str,
+    from: Millis,
+    to: Millis,
+) -> Result<Option<(Millis, f64)>, JournalError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT time_ms, level_m FROM readings
+             WHERE station = ?1 AND time_ms > ?2 AND time_ms <= ?3 AND level_m IS NOT NULL
+               AND quality = 'good'
+             ORDER BY time_ms DESC LIMIT 1",
+        )?
+        .query_row(params![station, from, to], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?)
+}
+
 /// A station's rain amounts above zero in `(from, to]`, oldest first (dry-spell days).
 pub fn rain_between(
     conn: &Connection,
