@@ -625,6 +625,7 @@ bulletin = true
 
 [[teams]]
 id = "patrol"
+token = "patrol-token"
   [[teams.channels]]
   kind = "wecom"
   url = "{other}"
@@ -634,6 +635,13 @@ id = "{RAIN}"
 name = "雨量站"
 team = "patrol"
 interval = "1h"
+
+[[stations]]
+id = "hpt"
+name = "横排头"
+team = "patrol"
+interval = "1h"
+stages = {{ guard = 57.5, warning = 59.0, guaranteed = 61.0 }}
 "#,
             wecom = robot.url("/wecom"),
             dingtalk = robot.url("/dingtalk"),
@@ -721,6 +729,57 @@ interval = "1h"
     );
     assert_eq!(robot.requests("/dingtalk").len(), 1);
     assert!(hw.log().contains("daily bulletin written"));
+
+    // Who answered and how fast: a warning-stage alert in that day, acknowledged by the
+    // patrol team, is in the day's bulletin (the API computes it from the journal).
+    let observed = day_start + 20 * H;
+    publish_all(
+        mqtt.port(),
+        vec![(
+            "hydro/hpt/data".to_string(),
+            serde_json::json!({"time": observed, "level_m": 59.3})
+                .to_string()
+                .into_bytes(),
+        )],
+    )
+    .await;
+    let mut alert_id = String::new();
+    wait_until_async(Duration::from_secs(30), "the stage alert", || {
+        let (_, body) = hw.http_get("/api/v1/alerts?state=open");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        match v
+            .as_array()
+            .and_then(|a| a.iter().find(|a| a["station"] == "hpt"))
+        {
+            Some(a) => {
+                alert_id = a["alert_id"].as_str().unwrap_or("").to_string();
+                true
+            }
+            None => false,
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (status, body) = hw.http_post(
+        &format!("/api/v1/alerts/{alert_id}/ack"),
+        b"",
+        &[("Authorization", "Bearer patrol-token")],
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = hw.http_get(&format!("/api/v1/bulletins/{date}"));
+    assert_eq!(status, 200, "{body}");
+    let b: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let alert = b["alerts"]
+        .as_array()
+        .expect("alerts")
+        .iter()
+        .find(|a| a["alert_id"] == alert_id.as_str())
+        .unwrap_or_else(|| panic!("the alert in the bulletin: {body}"));
+    assert_eq!(alert["stage"], "warning");
+    assert_eq!(alert["states"], serde_json::json!(["firing"]));
+    assert_eq!(alert["acknowledged_by"], "patrol");
+    let response = alert["response_s"].as_i64().expect("response time");
+    assert!((1..30).contains(&response), "answered after {response} s");
 }
 
 fn rusqlite_open(path: &std::path::Path) -> rusqlite::Connection {
