@@ -180,16 +180,20 @@ fn check_config(files: &[PathBuf]) -> ExitCode {
     let rules = |f: &dyn Fn(&config::Station) -> bool| s.stations.iter().filter(|st| f(st)).count();
     println!("configuration is valid ({} file(s))", files.len());
     println!("  stations: {}", s.stations.len());
+    if !s.zones.is_empty() {
+        println!("  zones:    {} (rain_level on their gauges)", s.zones.len());
+    }
     println!(
         "  teams:    {} ({} channels)",
         s.teams.len(),
         s.teams.iter().map(|t| t.channels.len()).sum::<usize>()
     );
-    println!("  rules:    stage {}, drought {}, rise_rate {}, rain {}, dry_spell {}, sensor {}, offline {}",
+    println!("  rules:    stage {}, drought {}, rise_rate {}, rain {}, rain_level {}, dry_spell {}, sensor {}, offline {}",
         rules(&|st| !st.stages.is_empty()),
         rules(&|st| !st.drought.is_empty()),
         rules(&|st| st.rise_rate_m_per_h.is_some()),
         rules(&|st| !st.rain.is_empty()),
+        rules(&|st| !st.rain_levels.is_empty()),
         rules(&|st| st.dry_spell.is_some()),
         rules(&|st| st.level_range.is_some() || st.max_step_m.is_some()),
         s.stations.len());

@@ -165,16 +165,13 @@ struct RuleState {
 impl RuleState {
     /// Rebuilds the rules' state from what the journal holds.
     fn load(conn: &Connection, settings: &Settings) -> Result<RuleState, JournalError> {
-        let mut engine = Engine::new(&settings.rules, &settings.stations);
-        // The widest rain window, and at least back to the start of the previous
-        // hydrological day (at most 48 h before a station's latest reading), so that
-        // today's and yesterday's rain totals are whole after a restart.
+        let mut engine =
+            Engine::new(&settings.rules, &settings.stations).with_zones(&settings.zones);
+        // The widest rain window (rain levels and zones included), and at least back to the
+        // start of the previous hydrological day (at most 48 h before a station's latest
+        // reading), so that today's and yesterday's rain totals are whole after a restart.
         let span = settings
-            .stations
-            .iter()
-            .flat_map(|s| s.rain.iter().map(|w| w.window))
-            .max()
-            .unwrap_or(Duration::ZERO)
+            .widest_rain_window()
             .max(Duration::from_secs(48 * 3600))
             + Duration::from_secs(3600);
         journal::for_each_recent(conn, span.as_millis() as i64, |reading| {

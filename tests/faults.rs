@@ -713,3 +713,59 @@ async fn influxdb_refusing_points_does_not_wedge_forwarding() {
     .await;
     assert_eq!(stored(&hw), 2, "both stay in the journal");
 }
+
+// ---------------------------------------------------------------------------
+// 10. A backlog that takes longer to drain than two keep-alive periods: the broker answers
+//     a ping only after the messages queued before it (Mosquitto 2.0 does), so a late
+//     PINGRESP while messages keep arriving is not a dead connection.
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_backlog_drains_on_one_connection() {
+    let mqtt = Mosquitto::start(false);
+    let config = HwConfig::new(&mqtt)
+        .mqtt(r#"keep_alive = "5s""#)
+        .body(ONE_STATION)
+        .build();
+    // The first start creates the persistent session; the messages then wait at the broker.
+    let mut hw = Hydrowatch::start_ready(&config, Duration::from_secs(30));
+    hw.stop();
+    // A journal slowed down (what a busy disk does): every reading costs a join of 48,400
+    // rows, so the backlog takes many keep-alive periods to drain.
+    let path = hw.dir().join("journal.db");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE slow(x INTEGER);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 220)
+             INSERT INTO slow SELECT i FROM n;
+             CREATE TRIGGER slow_down AFTER INSERT ON readings
+             BEGIN SELECT count(*) FROM slow a, slow b WHERE a.x + b.x > NEW.level_m; END;",
+        )
+        .unwrap();
+    let total = 10_000;
+    let t = now_s() - 86_400;
+    let messages: Vec<_> = (0..total).map(|i| reading("S1", t + i, 1.0)).collect();
+    publish_all(mqtt.port(), messages).await;
+
+    let started = std::time::Instant::now();
+    hw.restart();
+    wait_until_async(Duration::from_secs(240), "the backlog stored", || {
+        stored(&hw) == total as usize
+    })
+    .await;
+    let drained = started.elapsed();
+    // Reconnections would deliver again what was in flight: every message exactly once.
+    let received = metric(&hw, "hydrowatch_messages_received_total");
+    let log = hw.log();
+    assert!(
+        drained > Duration::from_secs(12),
+        "the test needs a backlog longer than two keep-alive periods; it drained in {drained:?}"
+    );
+    assert!(
+        !log.contains("lost the MQTT connection"),
+        "the connection dropped while draining ({drained:?}): {}",
+        tail(&log, 20)
+    );
+    assert_eq!(received, total as f64, "deliveries of {total} messages");
+}

@@ -36,6 +36,16 @@ const DROUGHT: [(&str, &str, &str); 4] = [
     ("seasonal_min", "同期最低水位", "seasonal minimum level"),
     ("historical_min", "历史最低水位", "historical minimum level"),
 ];
+/// Rain warning levels people know by id, read in English (a configured name that is not
+/// Chinese is used as written).
+const RAIN_LEVELS_EN: [(&str, &str); 6] = [
+    ("prepare", "prepare to evacuate"),
+    ("evacuate", "evacuate now"),
+    ("blue", "blue warning"),
+    ("yellow", "yellow warning"),
+    ("orange", "orange warning"),
+    ("red", "red warning"),
+];
 const DRY_GRADES: [(&str, &str); 4] = [
     ("light", "轻度"),
     ("moderate", "中度"),
@@ -97,6 +107,20 @@ pub fn stage_label(rule: &str, stage: &str, lang: Language) -> String {
     found.unwrap_or(stage).to_string()
 }
 
+/// How a rain warning level of `station` reads: its configured name; in English, a Chinese
+/// name is replaced by the level's English reading when the id is a known one.
+pub fn rain_level_label(station: &Station, level: &str, lang: Language) -> String {
+    let name = station
+        .rain_levels
+        .iter()
+        .find(|l| l.level == level)
+        .map_or(level, |l| l.name.as_str());
+    if lang == Language::English && name.chars().any(is_cjk) {
+        return lookup(&RAIN_LEVELS_EN, level).unwrap_or(level).to_string();
+    }
+    name.to_string()
+}
+
 fn lookup(table: &[(&str, &'static str)], name: &str) -> Option<&'static str> {
     table.iter().find(|(k, _)| *k == name).map(|(_, v)| *v)
 }
@@ -108,6 +132,8 @@ pub struct Context<'a> {
     pub left: Option<&'a (String, f64)>,
     /// `rules.pending`, for the pending sentence.
     pub pending: Duration,
+    /// For a warning zone's `rain_level`: the name of the gauge that decided it.
+    pub gauge: Option<&'a str>,
 }
 
 /// The sentence for `event` at `station`, in the station's language.
@@ -121,7 +147,11 @@ pub fn describe_in(station: &Station, event: &AlertEvent, cx: &Context, lang: La
     let name = &station.name;
     let v = event.value;
     let th = event.threshold;
-    let label = stage_label(&event.rule, &event.stage, lang);
+    let label = if event.rule == "rain_level" {
+        rain_level_label(station, &event.stage, lang)
+    } else {
+        stage_label(&event.rule, &event.stage, lang)
+    };
 
     if event.state == AlertState::Acknowledged {
         let team = event.acknowledged_by.as_deref().unwrap_or("?");
@@ -162,6 +192,41 @@ pub fn describe_in(station: &Station, event: &AlertEvent, cx: &Context, lang: La
                     }
                 }
                 _ => format!("{name} {v:.2} m {cmp} {label} {th:.2} m"),
+            }
+        }
+        "rain_level" => {
+            let window = event.window.as_deref().unwrap_or("?");
+            let (gauge_zh, gauge_en) = match cx.gauge {
+                Some(g) => (format!("{g} "), format!(" at {g}")),
+                None => (String::new(), String::new()),
+            };
+            let amount_zh =
+                |cmp: &str| format!("{gauge_zh}{window} 雨量 {v:.1} mm {cmp} {th:.1} mm");
+            let amount_en =
+                |cmp: &str| format!("{v:.1} mm of rain in {window}{gauge_en} {cmp} {th:.1} mm");
+            match (event.state, cx.left) {
+                (AlertState::Resolved, _) if zh => {
+                    format!(
+                        "{name} {label} 解除: 各时段雨量均低于指标 ({})",
+                        amount_zh("<")
+                    )
+                }
+                (AlertState::Resolved, _) => {
+                    format!(
+                        "{name} {label} lifted: every window below it ({})",
+                        amount_en("<")
+                    )
+                }
+                (AlertState::Deescalated, Some((left, _))) => {
+                    let left = rain_level_label(station, left, lang);
+                    if zh {
+                        format!("{name} {left} 解除, 现为 {label}: {}", amount_zh("≥"))
+                    } else {
+                        format!("{name} {left} lifted, now {label}: {}", amount_en("≥"))
+                    }
+                }
+                _ if zh => format!("{name} {label}: {}", amount_zh("≥")),
+                _ => format!("{name} {label}: {}", amount_en("≥")),
             }
         }
         "rise_rate" => match (raised, zh) {
@@ -271,6 +336,7 @@ fn subject(event: &AlertEvent, label: &str, zh: bool) -> String {
         ("offline", true) => "离线".into(),
         ("sensor", true) => "传感器".into(),
         ("dry_spell", true) => "连续无雨".into(),
+        ("rain_level", _) => label.to_string(),
         (r, true) if r.starts_with("rain_") => format!("{label} 雨量"),
         ("rise_rate", false) => "rise rate".into(),
         ("dry_spell", false) => "dry spell".into(),
@@ -325,6 +391,7 @@ mod tests {
             level_range: None,
             max_step_m: None,
             rain: Vec::new(),
+            rain_levels: Vec::new(),
             offline_after: Duration::from_secs(900),
             dry_spell: None,
             escalate: Vec::new(),
@@ -446,6 +513,59 @@ mod tests {
         assert_eq!(
             describe(&s, &e, &Context::default()),
             "横排头 3h 雨量 52.0 mm ≥ 50.0 mm"
+        );
+    }
+
+    #[test]
+    fn rain_level_sentences_use_the_configured_names() {
+        use crate::config::{RainLevel, RainWindow};
+        let level = |id: &str, name: &str| RainLevel {
+            level: id.into(),
+            name: name.into(),
+            windows: vec![RainWindow {
+                label: "1h".into(),
+                window: Duration::from_secs(3600),
+                threshold_mm: 35.0,
+            }],
+        };
+        let mut s = station("石门", &[]);
+        s.rain_levels = vec![level("prepare", "准备转移"), level("evacuate", "立即转移")];
+        let mut e = event("rain_level", AlertState::Firing, "prepare", 36.0, 35.0);
+        e.window = Some("1h".into());
+        e.set_messages(&s, &Context::default());
+        assert_eq!(e.message, "石门 准备转移: 1h 雨量 36.0 mm ≥ 35.0 mm");
+        assert_eq!(
+            e.messages.en,
+            "石门 prepare to evacuate: 36.0 mm of rain in 1h ≥ 35.0 mm"
+        );
+        let mut ack = event(
+            "rain_level",
+            AlertState::Acknowledged,
+            "evacuate",
+            50.0,
+            45.0,
+        );
+        ack.acknowledged_by = Some("shimen".into());
+        ack.set_messages(&s, &Context::default());
+        assert_eq!(ack.message, "石门 立即转移告警已由 shimen 确认");
+
+        // A scheme named in English reads as written, in both languages.
+        let mut s = station("Stone Gate", &[]);
+        s.rain_levels = vec![level("amber", "amber alert")];
+        let mut e = event("rain_level", AlertState::Firing, "amber", 36.0, 35.0);
+        e.window = Some("1h".into());
+        let cx = Context {
+            gauge: Some("Upper Gauge"),
+            ..Context::default()
+        };
+        e.set_messages(&s, &cx);
+        assert_eq!(
+            e.message,
+            "Stone Gate amber alert: 36.0 mm of rain in 1h at Upper Gauge ≥ 35.0 mm"
+        );
+        assert_eq!(
+            e.messages.zh,
+            "Stone Gate amber alert: Upper Gauge 1h 雨量 36.0 mm ≥ 35.0 mm"
         );
     }
 }

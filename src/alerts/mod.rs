@@ -69,7 +69,8 @@ pub struct Alert {
     /// uuid v4, created when the alert opens.
     pub alert_id: String,
     pub station: String,
-    /// "stage", "rise_rate", "rain_3h", "drought", "dry_spell", "offline", "sensor".
+    /// "stage", "rise_rate", "rain_3h", "rain_level", "drought", "dry_spell", "offline",
+    /// "sensor".
     pub rule: String,
     /// Last lifecycle state (never `Acknowledged`: see `acknowledged_by`).
     pub state: AlertState,
@@ -127,6 +128,13 @@ pub struct AlertEvent {
     /// (again) because nobody acknowledged it. Absent on lifecycle events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub page: Option<Page>,
+    /// For `rain_level`: the window that decided the level, as configured ("3h"); `value` is
+    /// its sum and `threshold` the level's amount for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
+    /// For a warning zone's `rain_level`: the gauge (station id) that decided it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gauge: Option<String>,
 }
 
 /// Why an unchanged alert pages a team: the team's re-notify interval passed, or the
@@ -214,6 +222,8 @@ impl AlertEvent {
             time_to_next_stage_s: None,
             acknowledged_by: alert.acknowledged_by.clone(),
             page: None,
+            window: None,
+            gauge: None,
         }
     }
 }

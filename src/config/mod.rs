@@ -32,12 +32,32 @@ pub struct Settings {
     pub sl651: Option<Sl651Settings>,
     pub teams: Vec<Team>,
     pub stations: Vec<Station>,
+    /// Warning zones (villages) judged on several rain gauges.
+    pub zones: Vec<Zone>,
 }
 
 impl Settings {
     /// Looks a station up by id.
     pub fn station(&self, id: &str) -> Option<&Station> {
         self.stations.iter().find(|s| s.id == id)
+    }
+
+    /// What an alert's `station` names: a station, or a warning zone (addressed like a
+    /// station: its id, name and team; see [`Zone::place`]). Notifications route by this.
+    pub fn place(&self, id: &str) -> Option<&Station> {
+        self.station(id).or_else(|| {
+            self.zones
+                .iter()
+                .find(|z| z.place.id == id)
+                .map(|z| &z.place)
+        })
+    }
+
+    /// The widest rain window any rule looks at: how much rain history the rules need.
+    pub fn widest_rain_window(&self) -> Duration {
+        let stations = self.stations.iter().map(Station::widest_rain_window);
+        let zones = self.zones.iter().map(|z| z.place.widest_rain_window());
+        stations.chain(zones).max().unwrap_or(Duration::ZERO)
     }
 
     /// Looks a team up by id.
@@ -256,6 +276,30 @@ pub struct RainWindow {
     pub threshold_mm: f64,
 }
 
+/// A rain warning level (山洪 准备转移 / 立即转移, or one colour of a four-colour scheme): reached
+/// when any of its windows holds at least the level's amount for it. In a station's list the
+/// order is the severity, least severe first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RainLevel {
+    /// The id events carry as their `stage`, e.g. "prepare", "evacuate", "blue".
+    pub level: String,
+    /// What people call it, for messages, e.g. "准备转移".
+    pub name: String,
+    /// Amounts per window, as written (`threshold_mm` is the level's amount).
+    pub windows: Vec<RainWindow>,
+}
+
+/// A warning zone (a village, 防治区村落) judged on several rain gauges: its `rain_level` alert
+/// is at the worst level any of its gauges reaches on the zone's own levels.
+#[derive(Debug, Clone)]
+pub struct Zone {
+    /// How alerts and notifications address the zone, like a station: `id`, `name`, `team`,
+    /// `rain_levels`; it has no readings and runs no other rule.
+    pub place: Station,
+    /// The rain gauges (station ids) that stand for the zone, in the order written.
+    pub gauges: Vec<String>,
+}
+
 /// Consecutive dry days, graded by season (domain.md).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DrySpell {
@@ -281,6 +325,8 @@ pub struct Station {
     pub level_range: Option<(f64, f64)>,
     pub max_step_m: Option<f64>,
     pub rain: Vec<RainWindow>,
+    /// Rain warning levels (rule `rain_level`), least severe first.
+    pub rain_levels: Vec<RainLevel>,
     pub offline_after: Duration,
     pub dry_spell: Option<DrySpell>,
     /// Extra teams paged at or above a flood stage: (stage index, team ids).
@@ -291,6 +337,19 @@ pub struct Station {
     pub sl651_address: Option<crate::sl651::StationAddress>,
     /// Which SL 651 element is its level.
     pub sl651_level: crate::sl651::LevelElement,
+}
+
+impl Station {
+    /// The widest of the station's rain windows (`rain` and `rain_levels`).
+    pub fn widest_rain_window(&self) -> Duration {
+        let levels = self.rain_levels.iter().flat_map(|l| &l.windows);
+        self.rain
+            .iter()
+            .chain(levels)
+            .map(|w| w.window)
+            .max()
+            .unwrap_or(Duration::ZERO)
+    }
 }
 
 /// A patrol team and how to reach it.

@@ -54,6 +54,8 @@ pub struct RawSettings {
     pub teams: Vec<RawTeam>,
     #[serde(default)]
     pub stations: Vec<RawStation>,
+    #[serde(default)]
+    pub zones: Vec<RawZone>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -163,7 +165,32 @@ pub struct RawRules {
     pub late_after: String,
     /// Default rain windows for every station that reports rain.
     pub rain: Option<IndexMap<String, f64>>,
+    /// Default rain warning levels for every station that does not write its own.
+    pub rain_levels: Option<Vec<RawRainLevel>>,
     pub dry_spell: Option<RawDrySpell>,
+}
+
+/// One rain warning level: `{ level = "prepare", name = "准备转移", windows = { "1h" = 35.0 } }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRainLevel {
+    pub level: String,
+    pub name: Option<String>,
+    #[serde(default)]
+    pub windows: IndexMap<String, f64>,
+}
+
+/// A warning zone (`[[zones]]`): a village judged on several rain gauges.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawZone {
+    pub id: String,
+    pub name: Option<String>,
+    pub team: Option<String>,
+    #[serde(default)]
+    pub stations: Vec<String>,
+    /// Default: `rules.rain_levels`.
+    pub rain_levels: Option<Vec<RawRainLevel>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -286,6 +313,8 @@ pub struct RawStation {
     pub level_range: Option<Vec<f64>>,
     pub max_step_m: Option<f64>,
     pub rain: Option<IndexMap<String, f64>>,
+    /// Rain warning levels, least severe first (default: `rules.rain_levels`).
+    pub rain_levels: Option<Vec<RawRainLevel>>,
     pub offline_after: Option<String>,
     pub dry_spell: Option<bool>,
     /// Extra teams paged from this stage upward, e.g. the county command at `guaranteed`.

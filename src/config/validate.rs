@@ -7,7 +7,7 @@ use std::time::Duration;
 use indexmap::IndexMap;
 
 use super::problem::{secret, Origins, Problem};
-use super::raw::{RawChannel, RawSettings, RawStation, RawTeam};
+use super::raw::{RawChannel, RawRainLevel, RawSettings, RawStation, RawTeam, RawZone};
 use super::*;
 
 /// The Chinese characteristic levels, in order of severity.
@@ -52,6 +52,24 @@ impl Ctx<'_> {
         });
     }
 
+    fn zone(&mut self, id: &str, key: &str, message: impl Into<String>) {
+        self.problems.push(Problem {
+            file: self.origins.section("zones"),
+            key: format!("zones[{id}].{key}"),
+            message: message.into(),
+        });
+    }
+
+    /// A problem in a list of rain levels, reported where the list was written.
+    fn levels(&mut self, owner: &LevelsOwner, key: &str, message: impl Into<String>) {
+        let key = format!("rain_levels{key}");
+        match owner {
+            LevelsOwner::Rules => self.section("rules", &key, message),
+            LevelsOwner::Station(id) => self.station(id, &key, message),
+            LevelsOwner::Zone(id) => self.zone(id, &key, message),
+        }
+    }
+
     fn duration(&mut self, text: &str, report: impl FnOnce(&mut Self, String)) -> Duration {
         match humantime::parse_duration(text.trim()) {
             Ok(d) => d,
@@ -65,6 +83,16 @@ impl Ctx<'_> {
         }
     }
 }
+
+/// Where a list of rain levels was written, for the keys of its problems.
+enum LevelsOwner {
+    Rules,
+    Station(String),
+    Zone(String),
+}
+
+/// The shortest rain window a rain level may use: two 5-minute amounts.
+const SHORTEST_LEVEL_WINDOW: Duration = Duration::from_secs(600);
 
 pub(super) fn validate(mut raw: RawSettings, origins: &Origins) -> Result<Settings, Vec<Problem>> {
     let mut cx = Ctx {
@@ -182,6 +210,11 @@ pub(super) fn validate(mut raw: RawSettings, origins: &Origins) -> Result<Settin
 
     let default_rain = raw.rules.rain.clone();
     let default_dry = raw.rules.dry_spell.clone();
+    let default_levels = raw
+        .rules
+        .rain_levels
+        .as_deref()
+        .map(|l| rain_levels(&mut cx, &LevelsOwner::Rules, l));
     let mut seen = HashSet::new();
     let mut stations = Vec::new();
     for (index, s) in raw.stations.into_iter().enumerate() {
@@ -196,8 +229,16 @@ pub(super) fn validate(mut raw: RawSettings, origins: &Origins) -> Result<Settin
             &team_ids,
             default_rain.as_ref(),
             default_dry.as_ref(),
+            default_levels.as_deref(),
         ));
     }
+    let zones = zones(
+        &mut cx,
+        raw.zones,
+        &stations,
+        &team_ids,
+        default_levels.as_deref(),
+    );
     let mut addresses: std::collections::HashMap<crate::sl651::StationAddress, String> =
         std::collections::HashMap::new();
     for (index, s) in stations.iter().enumerate() {
@@ -242,6 +283,7 @@ pub(super) fn validate(mut raw: RawSettings, origins: &Origins) -> Result<Settin
             sl651,
             teams,
             stations,
+            zones,
         })
     } else {
         Err(cx.problems)
@@ -967,12 +1009,186 @@ fn rain_windows(cx: &mut Ctx, id: &str, raw: &IndexMap<String, f64>) -> Vec<Rain
     out
 }
 
+/// Checks a list of rain levels: ids, windows of 10 minutes or more, amounts above zero, and
+/// amounts that rise from level to level in every window two levels share.
+fn rain_levels(cx: &mut Ctx, owner: &LevelsOwner, raw: &[RawRainLevel]) -> Vec<RainLevel> {
+    let mut levels: Vec<RainLevel> = Vec::new();
+    for (i, l) in raw.iter().enumerate() {
+        if !valid_station_id(&l.level) {
+            cx.levels(
+                owner,
+                &format!("[{i}].level"),
+                format!(
+                    "`{}` must be 1 to 64 characters of A-Z a-z 0-9 _ . - (e.g. \"prepare\")",
+                    l.level
+                ),
+            );
+        } else if levels.iter().any(|earlier| earlier.level == l.level) {
+            cx.levels(
+                owner,
+                &format!("[{i}].level"),
+                format!("level `{}` is listed twice", l.level),
+            );
+        }
+        if l.windows.is_empty() {
+            cx.levels(
+                owner,
+                &format!("[{i}].windows"),
+                "a level needs at least one window, e.g. { \"1h\" = 35.0 }",
+            );
+        }
+        let mut windows: Vec<RainWindow> = Vec::new();
+        for (label, amount) in &l.windows {
+            let key = format!("[{i}].windows.{label}");
+            let window = match humantime::parse_duration(label) {
+                Ok(d) if d >= SHORTEST_LEVEL_WINDOW => d,
+                _ => {
+                    cx.levels(
+                        owner,
+                        &key,
+                        "window must be a duration of 10 minutes or more, e.g. \"10m\", \"1h\", \"24h\"",
+                    );
+                    continue;
+                }
+            };
+            if !(amount.is_finite() && *amount > 0.0) {
+                cx.levels(owner, &key, "amount must be above 0 mm");
+                continue;
+            }
+            if let Some(same) = windows.iter().find(|w| w.window == window) {
+                cx.levels(
+                    owner,
+                    &key,
+                    format!("the same window as `{}` in this level", same.label),
+                );
+                continue;
+            }
+            // Levels are ordered least severe first: against the nearest earlier level that
+            // has this window, the amount must be higher.
+            let earlier = levels
+                .iter()
+                .rev()
+                .find_map(|e| Some((e, e.windows.iter().find(|w| w.window == window)?)));
+            if let Some((e, w)) = earlier {
+                if *amount <= w.threshold_mm {
+                    cx.levels(
+                        owner,
+                        &key,
+                        format!(
+                            "{amount} mm must be more than level `{}`'s {} mm for {}: levels \
+                             are written least severe first",
+                            e.level, w.threshold_mm, w.label
+                        ),
+                    );
+                }
+            }
+            windows.push(RainWindow {
+                label: label.clone(),
+                window,
+                threshold_mm: *amount,
+            });
+        }
+        levels.push(RainLevel {
+            level: l.level.clone(),
+            name: l.name.clone().unwrap_or_else(|| l.level.clone()),
+            windows,
+        });
+    }
+    levels
+}
+
+/// The warning zones: known gauges, a team, and levels (their own or `rules.rain_levels`).
+fn zones(
+    cx: &mut Ctx,
+    raw: Vec<RawZone>,
+    stations: &[Station],
+    team_ids: &HashSet<String>,
+    default_levels: Option<&[RainLevel]>,
+) -> Vec<Zone> {
+    let mut out: Vec<Zone> = Vec::new();
+    for z in raw {
+        let id = z.id.clone();
+        if !valid_station_id(&id) {
+            cx.zone(&id, "id", "must be 1 to 64 characters of A-Z a-z 0-9 _ . -");
+        }
+        if out.iter().any(|earlier| earlier.place.id == id) {
+            cx.zone(&id, "id", "duplicate zone id");
+            continue;
+        }
+        if stations.iter().any(|s| s.id == id) {
+            cx.zone(
+                &id,
+                "id",
+                "is also a station's id: alerts name a zone as they name a station",
+            );
+        }
+        if let Some(team) = &z.team {
+            if !team_ids.contains(team) {
+                cx.zone(&id, "team", format!("unknown team `{team}`"));
+            }
+        }
+        if z.stations.is_empty() {
+            cx.zone(
+                &id,
+                "stations",
+                "a zone needs at least one station (its rain gauges)",
+            );
+        }
+        let mut gauges: Vec<String> = Vec::new();
+        for g in z.stations {
+            if !stations.iter().any(|s| s.id == g) {
+                cx.zone(&id, "stations", format!("unknown station `{g}`"));
+            } else if gauges.contains(&g) {
+                cx.zone(&id, "stations", format!("station `{g}` is listed twice"));
+            } else {
+                gauges.push(g);
+            }
+        }
+        let levels = match (&z.rain_levels, default_levels) {
+            (Some(raw), _) => rain_levels(cx, &LevelsOwner::Zone(id.clone()), raw),
+            (None, Some(default)) => default.to_vec(),
+            (None, None) => Vec::new(),
+        };
+        if levels.is_empty() {
+            cx.zone(
+                &id,
+                "rain_levels",
+                "a zone needs rain_levels (or rules.rain_levels)",
+            );
+        }
+        let place = Station {
+            name: z.name.unwrap_or_else(|| id.clone()),
+            river: None,
+            basin: None,
+            team: z.team,
+            interval: Duration::from_secs(300),
+            stages: StageLadder::default(),
+            drought: StageLadder::default(),
+            rise_rate_m_per_h: None,
+            level_range: None,
+            max_step_m: None,
+            rain: Vec::new(),
+            rain_levels: levels,
+            offline_after: Duration::ZERO,
+            dry_spell: None,
+            escalate: Vec::new(),
+            maintenance: false,
+            sl651_address: None,
+            sl651_level: crate::sl651::LevelElement::Z,
+            id,
+        };
+        out.push(Zone { place, gauges });
+    }
+    out
+}
+
 fn station(
     cx: &mut Ctx,
     raw: RawStation,
     team_ids: &HashSet<String>,
     default_rain: Option<&IndexMap<String, f64>>,
     default_dry: Option<&super::raw::RawDrySpell>,
+    default_levels: Option<&[RainLevel]>,
 ) -> Station {
     let id = raw.id.clone();
     if !valid_station_id(&id) {
@@ -1025,6 +1241,11 @@ fn station(
     let rain = match raw.rain.as_ref().or(default_rain) {
         Some(r) => rain_windows(cx, &id, r),
         None => Vec::new(),
+    };
+    let rain_levels = match (&raw.rain_levels, default_levels) {
+        (Some(raw), _) => rain_levels(cx, &LevelsOwner::Station(id.clone()), raw),
+        (None, Some(default)) => default.to_vec(),
+        (None, None) => Vec::new(),
     };
     let offline_after = match &raw.offline_after {
         Some(t) => cx.duration(t, |c, m| c.station(&id, "offline_after", m)),
@@ -1084,6 +1305,7 @@ fn station(
         level_range,
         max_step_m: raw.max_step_m,
         rain,
+        rain_levels,
         offline_after,
         dry_spell,
         escalate,
@@ -1148,5 +1370,167 @@ mod tests {
             .expect_err("a slash")
             .to_string();
         assert!(problems.contains("channels[0].id"), "{problems}");
+    }
+
+    const TWO_TIER: &str = r#"rain_levels = [
+  { level = "prepare", name = "准备转移", windows = { "1h" = 35.0, "3h" = 55.0, "6h" = 70.0 } },
+  { level = "evacuate", name = "立即转移", windows = { "1h" = 45.0, "3h" = 75.0, "6h" = 95.0 } },
+]"#;
+
+    #[test]
+    fn rain_levels_are_read_in_order_with_their_windows() {
+        let text = format!("[[stations]]\nid = \"p01\"\n{TWO_TIER}\n");
+        let settings = load_from_str(&text).expect("valid");
+        let levels = &settings.stations[0].rain_levels;
+        let ids: Vec<&str> = levels.iter().map(|l| l.level.as_str()).collect();
+        assert_eq!(ids, ["prepare", "evacuate"]);
+        assert_eq!(levels[1].name, "立即转移");
+        let windows: Vec<(&str, u64, f64)> = levels[1]
+            .windows
+            .iter()
+            .map(|w| (w.label.as_str(), w.window.as_secs(), w.threshold_mm))
+            .collect();
+        assert_eq!(
+            windows,
+            [("1h", 3600, 45.0), ("3h", 10800, 75.0), ("6h", 21600, 95.0)]
+        );
+        assert_eq!(
+            settings.widest_rain_window(),
+            std::time::Duration::from_secs(6 * 3600)
+        );
+    }
+
+    #[test]
+    fn the_four_colour_scheme_is_a_county_default() {
+        let text = r#"
+[rules]
+rain_levels = [
+  { level = "blue", name = "蓝色预警", windows = { "1h" = 35, "3h" = 55, "6h" = 70, "24h" = 100 } },
+  { level = "yellow", name = "黄色预警", windows = { "1h" = 45, "3h" = 75, "6h" = 95, "24h" = 130 } },
+  { level = "orange", name = "橙色预警", windows = { "1h" = 60, "3h" = 100, "6h" = 120, "24h" = 160 } },
+  { level = "red", name = "红色预警", windows = { "1h" = 80, "3h" = 120, "6h" = 150, "24h" = 200 } },
+]
+
+[[stations]]
+id = "p01"
+
+[[stations]]
+id = "p02"
+rain_levels = []
+"#;
+        let settings = load_from_str(text).expect("valid");
+        let p01 = &settings.stations[0].rain_levels;
+        assert_eq!(p01.len(), 4);
+        assert_eq!(p01[3].windows[3].threshold_mm, 200.0);
+        assert!(
+            settings.stations[1].rain_levels.is_empty(),
+            "a station opts out"
+        );
+        assert_eq!(
+            settings.widest_rain_window(),
+            std::time::Duration::from_secs(24 * 3600)
+        );
+    }
+
+    #[test]
+    fn bad_rain_levels_name_their_key() {
+        let text = r#"
+[[stations]]
+id = "p01"
+rain_levels = [
+  { level = "prepare", windows = { "1h" = 35.0, "5m" = 10.0, "3h" = 0.0, "abc" = 3.0 } },
+  { level = "prepare", windows = { "1h" = 30.0, "60m" = 50.0 } },
+  { level = "evacuate", windows = {} },
+]
+"#;
+        let problems = load_from_str(text).expect_err("invalid").to_string();
+        for expected in [
+            "stations[p01].rain_levels[0].windows.5m: window must be a duration of 10 minutes",
+            "stations[p01].rain_levels[0].windows.abc: window must be",
+            "stations[p01].rain_levels[0].windows.3h: amount must be above 0 mm",
+            "stations[p01].rain_levels[1].level: level `prepare` is listed twice",
+            "stations[p01].rain_levels[1].windows.1h: 30 mm must be more than level `prepare`'s 35 mm for 1h",
+            "stations[p01].rain_levels[1].windows.60m: the same window as `1h`",
+            "stations[p01].rain_levels[2].windows: a level needs at least one window",
+        ] {
+            assert!(problems.contains(expected), "{expected}\nin:\n{problems}");
+        }
+        // Levels compare against the nearest earlier level with the window, not only the
+        // one just before.
+        let text = r#"
+[rules]
+rain_levels = [
+  { level = "blue", windows = { "1h" = 35.0 } },
+  { level = "yellow", windows = { "3h" = 75.0 } },
+  { level = "orange", windows = { "1h" = 35.0, "3h" = 100.0 } },
+]
+"#;
+        let problems = load_from_str(text).expect_err("invalid").to_string();
+        assert!(
+            problems.contains(
+                "rules.rain_levels[2].windows.1h: 35 mm must be more than level `blue`'s 35 mm"
+            ),
+            "{problems}"
+        );
+        assert!(!problems.contains("windows.3h"), "{problems}");
+    }
+
+    #[test]
+    fn zones_take_known_gauges_a_team_and_levels() {
+        let text = format!(
+            r#"{TEAM}
+[rules]
+{TWO_TIER}
+
+[[stations]]
+id = "p01"
+
+[[stations]]
+id = "p02"
+
+[[zones]]
+id = "v01"
+name = "山口村"
+team = "east"
+stations = ["p01", "p02"]
+"#
+        );
+        let settings = load_from_str(&text).expect("valid");
+        let zone = &settings.zones[0];
+        assert_eq!(zone.gauges, ["p01", "p02"]);
+        assert_eq!(zone.place.rain_levels.len(), 2, "the county default");
+        let place = settings.place("v01").expect("a zone is a place");
+        assert_eq!(
+            (place.name.as_str(), place.team.as_deref()),
+            ("山口村", Some("east"))
+        );
+        assert!(settings.station("v01").is_none(), "but not a station");
+
+        let text = r#"
+[[stations]]
+id = "p01"
+
+[[zones]]
+id = "p01"
+team = "nobody"
+stations = ["p01", "p07", "p01"]
+
+[[zones]]
+id = "v02"
+stations = []
+rain_levels = [{ level = "prepare", windows = { "1h" = -1.0 } }]
+"#;
+        let problems = load_from_str(text).expect_err("invalid").to_string();
+        for expected in [
+            "zones[p01].id: is also a station's id",
+            "zones[p01].team: unknown team `nobody`",
+            "zones[p01].stations: unknown station `p07`",
+            "zones[p01].stations: station `p01` is listed twice",
+            "zones[p01].rain_levels: a zone needs rain_levels (or rules.rain_levels)",
+            "zones[v02].stations: a zone needs at least one station",
+            "zones[v02].rain_levels[0].windows.1h: amount must be above 0 mm",
+        ] {
+            assert!(problems.contains(expected), "{expected}\nin:\n{problems}");
+        }
     }
 }

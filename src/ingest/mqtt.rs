@@ -149,6 +149,14 @@ pub async fn run(
                 }
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
+                // A message arriving proves the connection alive, as a PINGRESP would. A
+                // broker with a backlog for this client answers a ping only after the
+                // messages queued before the answer (Mosquitto 2.0 does), so under a long
+                // backlog the PINGRESP comes later than the next keep-alive tick, and rumqttc
+                // would drop a working connection ("Last pingreq isn't acked") and the broker
+                // deliver again all it had in flight. A silent connection still fails: with
+                // nothing arriving, the unanswered ping stays unanswered.
+                eventloop.state.await_pingresp = false;
                 let connection = status.connection.load(Ordering::SeqCst);
                 let command = inbound(
                     &settings,

@@ -46,7 +46,7 @@ pub fn due(settings: &Settings, t: &Timers, now: Millis) -> Vec<Due> {
     if alert.acknowledged_by.is_some() || alert.state == AlertState::Pending {
         return Vec::new();
     }
-    let Some(station) = settings.station(&alert.station) else {
+    let Some(station) = settings.place(&alert.station) else {
         return Vec::new();
     };
     if station.maintenance {

@@ -39,7 +39,7 @@ pub fn route_teams(settings: &Settings, event: &AlertEvent, paged: &[String]) ->
     if event.state == AlertState::Pending || (follows_a_raise && paged.is_empty()) {
         return Vec::new();
     }
-    let Some(station) = settings.station(&event.station) else {
+    let Some(station) = settings.place(&event.station) else {
         return Vec::new();
     };
     if station.maintenance {
@@ -81,7 +81,7 @@ fn station_teams<'a>(station: &'a Station, rule: &str, stage_index: usize) -> Ve
 /// The teams that may acknowledge an alert: the station's own team, those the station adds
 /// at the alert's stage, and those already paged for it (`paged`, e.g. by escalation).
 pub fn teams_for(settings: &Settings, alert: &Alert, paged: &[String]) -> Vec<String> {
-    let Some(station) = settings.station(&alert.station) else {
+    let Some(station) = settings.place(&alert.station) else {
         return Vec::new();
     };
     with_paged(
@@ -161,6 +161,13 @@ pub struct EventPayload {
     pub time_to_next_stage_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ack_url: Option<String>,
+    /// `rain_level`: the window that decided the level (`value` its sum, `threshold` the
+    /// level's amount for it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
+    /// A warning zone's `rain_level`: the gauge (station id) that decided it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gauge: Option<String>,
     /// A reminder: the alert is unchanged and still unacknowledged (a new `event_id`).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub renotify: bool,
@@ -178,7 +185,7 @@ pub struct EventPayload {
 impl EventPayload {
     /// Builds the payload for `event`, addressed to `team`.
     pub fn new(settings: &Settings, event: &AlertEvent, team: Option<&str>) -> EventPayload {
-        let station: Option<&Station> = settings.station(&event.station);
+        let station: Option<&Station> = settings.place(&event.station);
         EventPayload {
             event_id: event.event_id.clone(),
             alert_id: event.alert_id.clone(),
@@ -204,6 +211,8 @@ impl EventPayload {
                 .public_url
                 .as_ref()
                 .map(|base| format!("{}/#alert={}", base.trim_end_matches('/'), event.alert_id)),
+            window: event.window.clone(),
+            gauge: event.gauge.clone(),
             renotify: event
                 .page
                 .as_ref()

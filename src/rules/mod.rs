@@ -11,6 +11,8 @@
 //! - [`stage`]: flood stages (`stage`) and drought levels (`drought`), one ladder rule;
 //! - [`rise_rate`]: rate of rise, trend and time to the next stage (`rise_rate`);
 //! - [`rain`]: counters, sliding windows (`rain_<window>`) and hydrological days;
+//! - [`rain_level`]: rain warning levels (`rain_level`: 准备转移 / 立即转移, four colours), for
+//!   a station and for a warning zone on several gauges;
 //! - [`dry_spell`]: consecutive dry days (`dry_spell`);
 //! - [`offline`]: station silence on the wall clock (`offline`);
 //! - [`sensor`]: level quality (`sensor`).
@@ -18,6 +20,7 @@
 pub mod dry_spell;
 pub mod offline;
 pub mod rain;
+pub mod rain_level;
 pub mod rise_rate;
 pub mod sensor;
 pub mod stage;
@@ -32,7 +35,7 @@ use serde::Serialize;
 
 pub use crate::alerts::AckError;
 use crate::alerts::{message, millis, Alert, AlertBook, AlertEvent, AlertState, Transition};
-use crate::config::{RuleSettings, StageLadder, Station};
+use crate::config::{RuleSettings, StageLadder, Station, Zone};
 use crate::model::{Millis, Quality, Reading};
 
 use dry_spell::DrySpellState;
@@ -85,16 +88,13 @@ struct StationState {
     /// Latest observation time of any reading: with `last_message_at`, whether the station
     /// reports live (a replay of an old flood does not).
     latest_observed: Option<Millis>,
+    /// The warning zones this gauge stands for (indices into `Engine::zones`).
+    zones: Vec<usize>,
 }
 
 impl StationState {
     fn new(station: &Station) -> StationState {
-        let widest = station
-            .rain
-            .iter()
-            .map(|w| w.window)
-            .max()
-            .unwrap_or(Duration::ZERO);
+        let widest = station.widest_rain_window();
         StationState {
             station: station.clone(),
             levels: LevelHistory::default(),
@@ -106,6 +106,7 @@ impl StationState {
             dry: DrySpellState::default(),
             last_message_at: None,
             latest_observed: None,
+            zones: Vec::new(),
         }
     }
 
@@ -171,6 +172,8 @@ impl StationState {
 pub struct Engine {
     settings: RuleSettings,
     stations: BTreeMap<String, StationState>,
+    /// Warning zones, judged on their gauges' rain after each of them moves.
+    zones: Vec<Zone>,
     book: AlertBook,
 }
 
@@ -183,8 +186,25 @@ impl Engine {
                 .iter()
                 .map(|s| (s.id.clone(), StationState::new(s)))
                 .collect(),
+            zones: Vec::new(),
             book: AlertBook::default(),
         }
+    }
+
+    /// The engine with warning `zones` (rule `rain_level` on several gauges). Their gauges
+    /// keep rain for the zones' widest window too.
+    pub fn with_zones(mut self, zones: &[Zone]) -> Engine {
+        for (index, zone) in zones.iter().enumerate() {
+            let widest = zone.place.widest_rain_window();
+            for gauge in &zone.gauges {
+                if let Some(st) = self.stations.get_mut(gauge) {
+                    st.rain.keep_at_least(widest);
+                    st.zones.push(index);
+                }
+            }
+        }
+        self.zones = zones.to_vec();
+        self
     }
 
     /// Before a reading is stored, in arrival order: sets its level `quality` (rule `sensor`)
@@ -233,6 +253,7 @@ impl Engine {
         let Engine {
             settings,
             stations,
+            zones,
             book,
         } = self;
         let Some(st) = stations.get_mut(&reading.station) else {
@@ -342,6 +363,11 @@ impl Engine {
             // Dry days are counted from the gauge's own reports, not from its neighbours'.
             let dry_spell = rain_mm.is_some();
             events.extend(evaluate_rain(settings, st, book, end, now, dry_spell));
+            // Empty for most stations: no allocation.
+            let its_zones = st.zones.clone();
+            events.extend(evaluate_zones(
+                settings, zones, &its_zones, stations, book, end, now,
+            ));
         }
         events
     }
@@ -360,8 +386,11 @@ impl Engine {
         let Engine {
             settings,
             stations,
+            zones,
             book,
         } = self;
+        // The zones of gauges whose windows moved with the clock, judged after them.
+        let mut moved: std::collections::BTreeSet<usize> = std::collections::BTreeSet::new();
         for st in stations.values_mut() {
             let Some(last) = st.last_message_at else {
                 continue;
@@ -382,7 +411,10 @@ impl Engine {
             }
             // A station gone silent is offline, not dry: its windows and dry days wait for
             // it (the offline alert is the news), as they do for a replay of old data.
-            if (st.station.rain.is_empty() && st.station.dry_spell.is_none())
+            if (st.station.rain.is_empty()
+                && st.station.rain_levels.is_empty()
+                && st.station.dry_spell.is_none()
+                && st.zones.is_empty())
                 || !st.live(settings.late_after)
                 || book.get(&st.station.id, "offline").is_some()
             {
@@ -393,8 +425,13 @@ impl Engine {
             if now > end && now > heard.saturating_add(st.rain_period) {
                 st.rain_end = Some(now);
                 events.extend(evaluate_rain(settings, st, book, now, now, true));
+                moved.extend(&st.zones);
             }
         }
+        let moved: Vec<usize> = moved.into_iter().collect();
+        events.extend(evaluate_zones(
+            settings, zones, &moved, stations, book, now, now,
+        ));
         events
     }
 
@@ -467,9 +504,17 @@ impl Engine {
             now,
             self.settings.late_after,
         );
-        event.message = match self.stations.get(&alert.station) {
-            Some(st) => {
-                event.set_messages(&st.station, &message::Context::default());
+        let place = self
+            .stations
+            .get(&alert.station)
+            .map(|st| &st.station)
+            .or_else(|| {
+                let zone = self.zones.iter().find(|z| z.place.id == alert.station);
+                zone.map(|z| &z.place)
+            });
+        event.message = match place {
+            Some(place) => {
+                event.set_messages(place, &message::Context::default());
                 event.message.clone()
             }
             None => format!(
@@ -570,6 +615,22 @@ fn evaluate_rain(
             events.push(emit(settings, &st.station, &tr, end, now, None));
         }
     }
+    if !st.station.rain_levels.is_empty() {
+        let gauge = rain_level::Gauge {
+            id: None,
+            ledger: &st.rain,
+            end,
+        };
+        events.extend(judge_rain_level(
+            settings,
+            &st.station,
+            book,
+            &[gauge],
+            end,
+            now,
+            None,
+        ));
+    }
     if dry_spell && st.station.dry_spell.is_some() {
         let today = rain::hydrological_day(end, &settings.time_zone, settings.day_start_hour);
         if let Some((today, days)) = today.and_then(|d| Some((d, st.dry.dry_days(d)?))) {
@@ -588,6 +649,91 @@ fn evaluate_rain(
         }
     }
     events
+}
+
+/// The zones `judge` (indices into `zones`), each at `at` (observation time): every gauge of
+/// a zone at the latest time its own rain is known.
+fn evaluate_zones(
+    settings: &RuleSettings,
+    zones: &[Zone],
+    judge: &[usize],
+    stations: &BTreeMap<String, StationState>,
+    book: &mut AlertBook,
+    at: Millis,
+    now: Millis,
+) -> Vec<AlertEvent> {
+    let mut events = Vec::new();
+    for zone in judge.iter().filter_map(|i| zones.get(*i)) {
+        let gauges: Vec<rain_level::Gauge> = zone
+            .gauges
+            .iter()
+            .filter_map(|g| {
+                let st = stations.get(g)?;
+                Some(rain_level::Gauge {
+                    id: Some(&st.station.id),
+                    ledger: &st.rain,
+                    end: st.rain_end?,
+                })
+            })
+            .collect();
+        events.extend(judge_rain_level(
+            settings,
+            &zone.place,
+            book,
+            &gauges,
+            at,
+            now,
+            Some(stations),
+        ));
+    }
+    events
+}
+
+/// Moves `place`'s `rain_level` alert to where its gauges put it; the event names the
+/// deciding window (and, for a zone, the gauge, named as in `gauges_of`).
+fn judge_rain_level(
+    settings: &RuleSettings,
+    place: &Station,
+    book: &mut AlertBook,
+    gauges: &[rain_level::Gauge],
+    at: Millis,
+    now: Millis,
+    gauges_of: Option<&BTreeMap<String, StationState>>,
+) -> Option<AlertEvent> {
+    let levels = &place.rain_levels;
+    let open = book.get(&place.id, "rain_level").map(|a| {
+        levels
+            .iter()
+            .position(|l| l.level == a.stage)
+            .unwrap_or(a.stage_index)
+    });
+    let judgement = rain_level::judge(levels, gauges, open)?;
+    let tr = book.apply(
+        &place.id,
+        "rain_level",
+        judgement.target,
+        judgement.sum_mm,
+        at,
+        settings.pending,
+    )?;
+    let mut event = AlertEvent::new(&tr.alert, tr.alert.state, at, now, settings.late_after);
+    // For `resolved` the alert keeps the amount that last raised it; the event names the
+    // window closest to the level it leaves.
+    event.threshold = judgement.amount_mm;
+    event.window = Some(judgement.window);
+    let gauge = judgement.gauge.as_deref().map(|g| {
+        gauges_of
+            .and_then(|s| s.get(g))
+            .map_or(g, |st| &st.station.name)
+    });
+    let cx = message::Context {
+        left: tr.left.as_ref(),
+        pending: settings.pending,
+        gauge,
+    };
+    event.set_messages(place, &cx);
+    event.gauge = judgement.gauge;
+    Some(event)
 }
 
 /// Where an open alert sits on `ladder`: by name, so a reordered configuration still finds it.
@@ -619,6 +765,7 @@ fn emit(
     let cx = message::Context {
         left: tr.left.as_ref(),
         pending: settings.pending,
+        ..message::Context::default()
     };
     event.set_messages(station, &cx);
     event

@@ -38,6 +38,11 @@ impl RainLedger {
         }
     }
 
+    /// Keeps amounts for `window` too, when it is wider than what the ledger keeps.
+    pub fn keep_at_least(&mut self, window: Duration) {
+        self.keep = self.keep.max(millis(window));
+    }
+
     /// Records an amount; the same time again overwrites, so a replay never counts twice.
     pub fn insert(&mut self, time: Millis, rain_mm: f64) {
         match self.amounts.back() {

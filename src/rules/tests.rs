@@ -48,6 +48,7 @@ pub(crate) fn station() -> Station {
                 threshold_mm: 50.0,
             },
         ],
+        rain_levels: Vec::new(),
         offline_after: Duration::from_secs(900),
         dry_spell: Some(DrySpell { dry_day_mm: 0.1 }),
         escalate: Vec::new(),
@@ -754,4 +755,302 @@ fn old_rain_older_than_the_ledger_still_marks_its_day_wet() {
     feed(&mut e, rain(5 * day + 60, 0.0));
     // Dry since the day after the wet one: days 2, 3 and 4 completed.
     assert_eq!(e.status(ID).and_then(|s| s.dry_days), Some(3));
+}
+
+// ---------------------------------------------------------------------------
+// Rain warning levels (rule `rain_level`)
+// ---------------------------------------------------------------------------
+
+fn amounts(windows: &[(&str, u64, f64)]) -> Vec<RainWindow> {
+    windows
+        .iter()
+        .map(|(label, minutes, mm)| RainWindow {
+            label: label.to_string(),
+            window: Duration::from_secs(minutes * 60),
+            threshold_mm: *mm,
+        })
+        .collect()
+}
+
+/// The contract's two-tier flash-flood scheme.
+fn two_tier() -> Vec<crate::config::RainLevel> {
+    use crate::config::RainLevel;
+    vec![
+        RainLevel {
+            level: "prepare".into(),
+            name: "准备转移".into(),
+            windows: amounts(&[("1h", 60, 35.0), ("3h", 180, 55.0), ("6h", 360, 70.0)]),
+        },
+        RainLevel {
+            level: "evacuate".into(),
+            name: "立即转移".into(),
+            windows: amounts(&[("1h", 60, 45.0), ("3h", 180, 75.0), ("6h", 360, 95.0)]),
+        },
+    ]
+}
+
+/// A rain gauge with only the rain levels.
+fn gauge(id: &str, name: &str) -> Station {
+    let mut s = station();
+    s.id = id.into();
+    s.name = name.into();
+    s.stages = StageLadder::default();
+    s.drought = StageLadder::default();
+    s.rise_rate_m_per_h = None;
+    s.rain = Vec::new();
+    s.dry_spell = None;
+    s.rain_levels = two_tier();
+    s
+}
+
+fn rain_at(id: &str, minutes: Millis, mm: f64) -> Reading {
+    let mut r = Reading::empty(id, t0() + minutes * MIN);
+    r.rain_mm = Some(mm);
+    r.rain_period_s = Some(1800);
+    r
+}
+
+/// (state, stage, window, value, threshold, minute) of each `rain_level` event.
+type LevelEvent = (AlertState, String, String, f64, f64, Millis);
+
+fn levels(events: &[AlertEvent]) -> Vec<LevelEvent> {
+    events
+        .iter()
+        .filter(|e| e.rule == "rain_level")
+        .map(|e| {
+            (
+                e.state,
+                e.stage.clone(),
+                e.window.clone().unwrap_or_default(),
+                e.value,
+                e.threshold,
+                (e.observed_at - t0()) / MIN,
+            )
+        })
+        .collect()
+}
+
+fn lv(state: AlertState, stage: &str, window: &str, v: f64, th: f64, m: Millis) -> LevelEvent {
+    (state, stage.into(), window.into(), v, th, m)
+}
+
+#[test]
+fn rain_level_rises_and_falls_back_like_stages_naming_the_window() {
+    let mut e = Engine::new(&settings(), &[gauge("p01", "石门")]);
+    let mut out = Vec::new();
+    // Half-hourly amounts; the 1h window at t holds the amounts at t and t-30.
+    for (m, mm) in [
+        (0, 10.0),
+        (30, 20.0),
+        (60, 16.0),
+        (90, 30.0),
+        (120, 2.0),
+        (150, 0.0),
+    ] {
+        out.extend(feed(&mut e, rain_at("p01", m, mm)));
+    }
+    // 0:30 1h 30; 1:00 1h 36 ≥ 35: prepare (36/35 beats 3h 46/55, 6h 46/70).
+    // 1:30 1h 46 ≥ 45: evacuate (46/45 = 1.02; 3h 76/75 = 1.013): by 1h.
+    // 2:00 1h 32, 3h 78 ≥ 75: still evacuate. 2:30 1h 2, 3h 78 (amount at 0 left at 3:00).
+    assert_eq!(
+        levels(&out),
+        vec![
+            lv(Firing, "prepare", "1h", 36.0, 35.0, 60),
+            lv(Escalated, "evacuate", "1h", 46.0, 45.0, 90),
+        ]
+    );
+    assert_eq!(
+        out.iter()
+            .find(|e| e.rule == "rain_level")
+            .map(|e| e.message.as_str()),
+        Some("石门 准备转移: 1h 雨量 36.0 mm ≥ 35.0 mm")
+    );
+    // 3:00: 3h (0:00, 3:00] = 20+16+30+2+0+0 = 68 < 75, 6h 78 < 95: back to prepare by 3h
+    // (68/55 = 1.24 against 6h 78/70 = 1.11).
+    let out = feed(&mut e, rain_at("p01", 180, 0.0));
+    assert_eq!(
+        levels(&out),
+        vec![lv(Deescalated, "prepare", "3h", 68.0, 55.0, 180)]
+    );
+    assert_eq!(
+        out[0].message,
+        "石门 立即转移 解除, 现为 准备转移: 3h 雨量 68.0 mm ≥ 55.0 mm"
+    );
+    assert_eq!(
+        out[0].messages.en,
+        "石门 evacuate now lifted, now prepare to evacuate: 68.0 mm of rain in 3h ≥ 55.0 mm"
+    );
+    // Dry half-hours: 3h falls below 55 at 4:00 (16+30+2 = 48), but 6h holds 78 ≥ 70 until
+    // the 10 mm at 0:00 leaves it at 6:00 (68 < 70): resolved, closest window 6h.
+    let mut out = Vec::new();
+    for m in (210..=360).step_by(30) {
+        out.extend(feed(&mut e, rain_at("p01", m, 0.0)));
+    }
+    assert_eq!(
+        levels(&out),
+        vec![lv(Resolved, "prepare", "6h", 68.0, 70.0, 360)]
+    );
+    assert_eq!(
+        out[0].message,
+        "石门 准备转移 解除: 各时段雨量均低于指标 (6h 雨量 68.0 mm < 70.0 mm)"
+    );
+}
+
+#[test]
+fn a_zone_takes_the_worst_of_its_gauges_and_names_the_gauge() {
+    let mut a = gauge("p01", "石门");
+    let mut b = gauge("p02", "龙潭");
+    // The gauges' own levels are not the zone's: only the zone alerts here.
+    a.rain_levels = Vec::new();
+    b.rain_levels = Vec::new();
+    let mut place = gauge("v01", "山口村");
+    place.team = Some("village".into());
+    let zone = crate::config::Zone {
+        place,
+        gauges: vec!["p01".into(), "p02".into()],
+    };
+    let mut e = Engine::new(&settings(), &[a, b]).with_zones(&[zone]);
+    assert!(levels(&feed(&mut e, rain_at("p01", 0, 30.0))).is_empty());
+    // p02 40 mm: 40/35 on its 1h against p01's 30/35.
+    let out = feed(&mut e, rain_at("p02", 0, 40.0));
+    assert_eq!(
+        levels(&out),
+        vec![lv(Firing, "prepare", "1h", 40.0, 35.0, 0)]
+    );
+    assert_eq!(
+        (out[0].station.as_str(), out[0].gauge.as_deref()),
+        ("v01", Some("p02"))
+    );
+    assert_eq!(
+        out[0].message,
+        "山口村 准备转移: 龙潭 1h 雨量 40.0 mm ≥ 35.0 mm"
+    );
+    // p01 reaches 46 in its hour: evacuate, named on p01.
+    let out = feed(&mut e, rain_at("p01", 30, 16.0));
+    assert_eq!(
+        levels(&out),
+        vec![lv(Escalated, "evacuate", "1h", 46.0, 45.0, 30)]
+    );
+    assert_eq!(out[0].gauge.as_deref(), Some("p01"));
+    // A gauge of no zone, or a reading of another kind, judges no zone.
+    let mut lone = Engine::new(&settings(), &[gauge("p09", "x")]);
+    assert!(feed(&mut lone, rain_at("p09", 0, 1.0)).is_empty());
+}
+
+#[test]
+fn ten_minute_windows_judge_each_five_minute_amount() {
+    let mut s = gauge("p01", "石门");
+    s.rain_levels = vec![crate::config::RainLevel {
+        level: "prepare".into(),
+        name: "准备转移".into(),
+        windows: amounts(&[("10m", 10, 12.0)]),
+    }];
+    let mut e = Engine::new(&settings(), &[s]);
+    let five = |m, mm| {
+        let mut r = rain_at("p01", m, mm);
+        r.rain_period_s = Some(300);
+        r
+    };
+    let mut out = Vec::new();
+    for (m, mm) in [(0, 5.0), (5, 6.0), (10, 6.0), (15, 3.0), (20, 2.0)] {
+        out.extend(feed(&mut e, five(m, mm)));
+    }
+    // (−5,5] 11; (0,10] 12 ≥ 12; (5,15] 9 < 12.
+    assert_eq!(
+        levels(&out),
+        vec![
+            lv(Firing, "prepare", "10m", 12.0, 12.0, 10),
+            lv(Resolved, "prepare", "10m", 9.0, 12.0, 15),
+        ]
+    );
+}
+
+#[test]
+fn rain_level_falls_back_on_the_clock_for_a_live_gauge() {
+    let mut s = gauge("p01", "石门");
+    s.offline_after = Duration::from_secs(12 * 3600);
+    let mut e = Engine::new(&settings(), &[s]);
+    let out = feed(&mut e, rain_at("p01", 0, 80.0));
+    assert_eq!(
+        levels(&out),
+        vec![lv(Firing, "evacuate", "1h", 80.0, 45.0, 0)]
+    );
+    let tick = |e: &mut Engine, m: Millis| levels(&e.tick(t0() + m * MIN));
+    // The hour ends at 1:00: 3h 80 ≥ 75 keeps evacuate; at 3:00 6h 80 < 95 and ≥ 70: prepare.
+    assert!(tick(&mut e, 59).is_empty());
+    assert!(tick(&mut e, 60).is_empty());
+    assert_eq!(
+        tick(&mut e, 180),
+        vec![lv(Deescalated, "prepare", "6h", 80.0, 70.0, 180)]
+    );
+    // At 6:00 the 80 mm leaves the 6h window too: every window is empty, and a tie names
+    // the first window written.
+    assert_eq!(
+        tick(&mut e, 360),
+        vec![lv(Resolved, "prepare", "1h", 0.0, 35.0, 360)]
+    );
+}
+
+#[test]
+fn rain_level_survives_a_restart() {
+    let mut e = Engine::new(&settings(), &[gauge("p01", "石门")]);
+    let storm = [rain_at("p01", 0, 20.0), rain_at("p01", 30, 16.0)];
+    let mut out = Vec::new();
+    for r in storm.clone() {
+        out.extend(feed(&mut e, r));
+    }
+    assert_eq!(
+        levels(&out),
+        vec![lv(Firing, "prepare", "1h", 36.0, 35.0, 30)]
+    );
+    let alerts: Vec<Alert> = e.open_alerts().cloned().collect();
+
+    let mut restarted = Engine::new(&settings(), &[gauge("p01", "石门")]);
+    for a in alerts {
+        restarted.restore_alert(a);
+    }
+    for r in &storm {
+        restarted.warm(r);
+    }
+    restarted.restore_last_seen("p01", t0() + 30 * MIN);
+    // Still prepare after the restart says nothing (1h 16+25 = 41); then 1h 25+30 = 55 ≥ 45:
+    // evacuate (55/45 = 1.22 against 3h 91/75 = 1.21), on the same alert.
+    assert!(levels(&feed(&mut restarted, rain_at("p01", 60, 25.0))).is_empty());
+    let out = feed(&mut restarted, rain_at("p01", 90, 30.0));
+    assert_eq!(
+        levels(&out),
+        vec![lv(Escalated, "evacuate", "1h", 55.0, 45.0, 90)]
+    );
+    let before = e.open_alerts().find(|a| a.rule == "rain_level");
+    assert_eq!(Some(&out[0].alert_id), before.map(|a| &a.alert_id));
+}
+
+#[test]
+fn a_zone_falls_back_on_the_clock_with_its_live_gauges() {
+    let mut a = gauge("p01", "石门");
+    a.rain_levels = Vec::new();
+    a.offline_after = Duration::from_secs(12 * 3600);
+    let zone = crate::config::Zone {
+        place: gauge("v01", "山口村"),
+        gauges: vec!["p01".into()],
+    };
+    let mut e = Engine::new(&settings(), &[a]).with_zones(&[zone]);
+    let out = feed(&mut e, rain_at("p01", 0, 40.0));
+    assert_eq!(
+        levels(&out),
+        vec![lv(Firing, "prepare", "1h", 40.0, 35.0, 0)]
+    );
+    // The hour passes with nothing from the gauge: 3h 40 < 55, 6h 40 < 70.
+    assert!(levels(&e.tick(t0() + 59 * MIN)).is_empty());
+    // Resolved, named on the window closest to prepare: 3h 40/55 (6h 40/70, 1h 0/35).
+    let out = e.tick(t0() + 60 * MIN);
+    assert_eq!(
+        levels(&out),
+        vec![lv(Resolved, "prepare", "3h", 40.0, 55.0, 60)]
+    );
+    assert_eq!(out[0].station, "v01");
+    assert_eq!(
+        out[0].message,
+        "山口村 准备转移 解除: 各时段雨量均低于指标 (石门 3h 雨量 40.0 mm < 55.0 mm)"
+    );
 }

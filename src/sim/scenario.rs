@@ -170,7 +170,10 @@ pub fn demo_stations_toml(team: &str, offline_after: &str, sl651: &[&str]) -> St
     toml.push_str(&format!(
         "[[stations]]\nid = \"{}\"\nname = \"{}\"\nriver = \"淠河\"\nteam = \"{team}\"\n\
          interval = \"5m\"\noffline_after = \"{offline_after}\"\n{}\
-         rain = {{ \"1h\" = 30.0, \"3h\" = 50.0 }}\n\n",
+         rain = {{ \"1h\" = 30.0, \"3h\" = 50.0 }}\n\
+         rain_levels = [\n  \
+         {{ level = \"prepare\", name = \"准备转移\", windows = {{ \"1h\" = 30.0, \"3h\" = 50.0 }} }},\n  \
+         {{ level = \"evacuate\", name = \"立即转移\", windows = {{ \"1h\" = 40.0, \"3h\" = 60.0 }} }},\n]\n\n",
         RAIN_GAUGE.0,
         RAIN_GAUGE.1,
         address(RAIN_GAUGE.0)
@@ -300,6 +303,8 @@ mod tests {
         };
         assert!(window(1) >= 30.0, "1h max {}", window(1));
         assert!(window(3) >= 50.0, "3h max {}", window(3));
+        // The rain gauge's 立即转移 level (3h 60 mm) is reached too.
+        assert!(window(3) >= 60.0, "3h max {}", window(3));
         let (_, last) = rain.last().expect("rain");
         assert_eq!(*last, 0.0, "the storm has passed by the end");
     }

@@ -125,6 +125,13 @@ pub fn encode_event(e: &AlertEvent, out: &mut String) {
     }
     out.push_str(",alert_id=");
     quote_field(&e.alert_id, out);
+    // Rain levels: what decided the level (string fields, so no new series).
+    for (key, value) in [("window", &e.window), ("gauge", &e.gauge)] {
+        if let Some(v) = value {
+            out.push_str(&format!(",{key}="));
+            quote_field(v, out);
+        }
+    }
     let _ = writeln!(out, " {}", e.observed_at);
 }
 
@@ -166,6 +173,43 @@ mod tests {
         assert_eq!(
             out,
             "water_level,station=q1 level_m=3.25,quality=\"jump\",flow_m3s=12.5 1000\n"
+        );
+    }
+
+    #[test]
+    fn a_rain_level_event_carries_its_window_and_gauge() {
+        let alert = crate::alerts::Alert {
+            alert_id: "a1".into(),
+            station: "v01".into(),
+            rule: "rain_level".into(),
+            state: crate::alerts::AlertState::Firing,
+            stage: "prepare".into(),
+            stage_index: 0,
+            value: 38.0,
+            threshold: 35.0,
+            opened_at: 0,
+            updated_at: 0,
+            acknowledged_by: None,
+            acknowledged_at: None,
+        };
+        let mut e = AlertEvent::new(
+            &alert,
+            crate::alerts::AlertState::Firing,
+            1_000,
+            1_000,
+            std::time::Duration::from_secs(3600),
+        );
+        let mut plain = String::new();
+        encode_event(&e, &mut plain);
+        assert!(!plain.contains("window="), "{plain}");
+        e.window = Some("1h".into());
+        e.gauge = Some("p01".into());
+        let mut out = String::new();
+        encode_event(&e, &mut out);
+        assert_eq!(
+            out,
+            "alert_event,station=v01,rule=rain_level,stage=prepare state=\"firing\",value=38,\
+             threshold=35,alert_id=\"a1\",window=\"1h\",gauge=\"p01\" 1000\n"
         );
     }
 }

@@ -59,9 +59,9 @@
   };
   var RULE_NAMES = {
     zh: { stage: "水位", rise_rate: "涨率", drought: "旱情", dry_spell: "连续无雨", offline: "离线",
-          sensor: "传感器", rain: "雨量" },
+          sensor: "传感器", rain: "雨量", rain_level: "山洪预警" },
     en: { stage: "stage", rise_rate: "rise rate", drought: "drought", dry_spell: "dry spell",
-          offline: "offline", sensor: "sensor", rain: "rain" }
+          offline: "offline", sensor: "sensor", rain: "rain", rain_level: "rain warning" }
   };
   var STATE_NAMES = {
     zh: { pending: "待定", firing: "告警", escalated: "升级", deescalated: "降级", resolved: "解除",
@@ -92,6 +92,7 @@
     return STAGE_NAMES[lang][name] || name;
   }
   function ruleName(rule) {
+    if (RULE_NAMES[lang][rule]) return RULE_NAMES[lang][rule];
     if (rule.indexOf("rain_") === 0) return RULE_NAMES[lang].rain + " " + rule.slice(5);
     return RULE_NAMES[lang][rule] || rule;
   }
