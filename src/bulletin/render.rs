@@ -161,7 +161,7 @@ fn response_words(seconds: i64, lang: Language) -> String {
     }
 }
 
-fn alert_line(b: &Bulletin, a: &super::AlertOfDay, settings: &Settings, lang: Language) -> String {
+fn alert_line(a: &super::AlertOfDay, settings: &Settings, lang: Language) -> String {
     let w = words(lang);
     let name = settings
         .station(&a.station)
@@ -180,7 +180,6 @@ fn alert_line(b: &Bulletin, a: &super::AlertOfDay, settings: &Settings, lang: La
         ),
         _ => w.unanswered.to_string(),
     };
-    let _ = b;
     format!(
         "{} {name} {} {stage} · {} · {answer}",
         clock(&a.first_at),
@@ -233,7 +232,7 @@ pub fn markdown(b: &Bulletin, settings: &Settings, lang: Language, link: Option<
         let _ = writeln!(out, "- {}", w.none);
     }
     for a in &b.alerts {
-        let _ = writeln!(out, "- {}", alert_line(b, a, settings, lang));
+        let _ = writeln!(out, "- {}", alert_line(a, settings, lang));
     }
     out.push('\n');
     let _ = writeln!(out, "**{}**\n", w.incomplete);
@@ -445,11 +444,7 @@ nav {{ float: right; }}
         let _ = write!(out, "<li>{}</li>", w.none);
     }
     for a in &b.alerts {
-        let _ = write!(
-            out,
-            "<li>{}</li>",
-            escape(&alert_line(b, a, settings, lang))
-        );
+        let _ = write!(out, "<li>{}</li>", escape(&alert_line(a, settings, lang)));
     }
     out.push_str("</ul>\n");
     let _ = write!(out, "<h2>{}</h2><ul id=\"incomplete\">", w.incomplete);
