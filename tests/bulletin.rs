@@ -538,6 +538,9 @@ fn printable_page_in_chromium(hw: &Hydrowatch, date: &str) {
         "{} bytes",
         png.len()
     );
+    let shot_zh = dir.join("bulletin-2018-08-31-zh.png");
+    chromium(&[format!("--screenshot={}", shot_zh.display()), url.clone()]);
+    assert!(std::fs::read(&shot_zh).is_ok_and(|p| p.starts_with(b"\x89PNG")));
     chromium(&[
         "--no-pdf-header-footer".into(),
         format!("--print-to-pdf={}", pdf.display()),

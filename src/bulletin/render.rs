@@ -34,6 +34,8 @@ struct Words {
     dry_days: &'static str,
     link: &'static str,
     charts: &'static str,
+    chart_level: &'static str,
+    chart_rain: &'static str,
 }
 
 const ZH: Words = Words {
@@ -61,6 +63,8 @@ const ZH: Words = Words {
     dry_days: "连续无雨日数",
     link: "查看日报",
     charts: "过程线",
+    chart_level: "水位",
+    chart_rain: "逐时雨量",
 };
 
 const EN: Words = Words {
@@ -88,6 +92,8 @@ const EN: Words = Words {
     dry_days: "dry days",
     link: "Open the bulletin",
     charts: "Charts",
+    chart_level: "Level",
+    chart_rain: "Hourly rain",
 };
 
 fn words(lang: Language) -> &'static Words {
@@ -481,7 +487,7 @@ nav {{ float: right; }}
                 "<figure>{}<figcaption>{} · {} (m)</figcaption></figure>",
                 chart::hydrograph(&s.name, &s.levels, &stages, from, to, b.day_start_hour),
                 escape(&s.name),
-                w.level
+                w.chart_level
             );
         }
         if s.rain_mm.is_some_and(|r| r > 0.0) {
@@ -490,7 +496,7 @@ nav {{ float: right; }}
                 "<figure>{}<figcaption>{} · {} (mm/h)</figcaption></figure>",
                 chart::rain_bars(&s.name, &s.rain_hourly_mm, b.day_start_hour),
                 escape(&s.name),
-                w.rain
+                w.chart_rain
             );
         }
     }
