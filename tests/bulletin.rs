@@ -681,6 +681,7 @@ stages = {{ guard = 57.5, warning = 59.0, guaranteed = 61.0 }}
         .expect("decodes");
     assert!(png.starts_with(b"\x89PNG"));
     assert!(png.len() < 2 * 1024 * 1024);
+    std::fs::write(target_dir().join("bulletin-rain-wecom.png"), &png).expect("kept for people");
     use md5::Digest as _;
     assert_eq!(
         image["image"]["md5"].as_str(),

@@ -153,7 +153,7 @@ pub fn rain_png(bulletin: &Bulletin) -> Option<Vec<u8>> {
     let plot_w = WIDTH - LABEL_W - VALUE_W;
     let top = wet[0].1.max(110.0);
     let x_of = |mm: f64| LABEL_W + ((mm / top) * plot_w as f64) as u32;
-    canvas.text(8, 6, &format!("{} MM", bulletin.date), INK);
+    canvas.text(8, 6, &format!("{} RAIN MM", bulletin.date), INK);
     for (i, (id, mm)) in wet.iter().enumerate() {
         let y = TOP + i as u32 * ROW;
         let label: String = id.chars().take(20).collect();
