@@ -155,6 +155,10 @@ pub async fn run_with_routes(
         }
     });
     tasks.spawn(retention(settings.clone()));
+    tasks.spawn(crate::bulletin::schedule::run(
+        settings.clone(),
+        http.clone(),
+    ));
 
     if let (Some(centre), Some(listen)) = (
         crate::ingest::sl651::center_settings(&settings),

@@ -29,6 +29,7 @@
 pub mod alerts;
 pub mod api;
 pub mod broker;
+pub mod bulletin;
 pub mod config;
 pub mod daemon;
 pub mod ingest;

@@ -1,4 +1,4 @@
-//! The `hydrowatch` command line: `run`, `check-config`, `demo`, `simulate`.
+//! The `hydrowatch` command line: `run`, `check-config`, `demo`, `simulate`, `bulletin`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,6 +40,32 @@ enum Commands {
     Demo(hydrowatch::sim::demo::DemoArgs),
     /// Publish simulated or replayed (CSV) gauge readings to a broker.
     Simulate(hydrowatch::sim::SimulateArgs),
+    /// Write the daily bulletin (水雨情日报) of a past hydrological day from the journal.
+    Bulletin {
+        #[arg(short = 'c', long = "config", value_name = "FILE")]
+        config: Vec<PathBuf>,
+        /// The hydrological day, named by the local date it starts on (YYYY-MM-DD).
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        date: String,
+        #[arg(long, value_enum, default_value = "json")]
+        format: BulletinFormat,
+        /// Language of the markdown and HTML forms.
+        #[arg(long, value_enum, default_value = "zh")]
+        lang: BulletinLanguage,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BulletinFormat {
+    Json,
+    Html,
+    Markdown,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BulletinLanguage {
+    Zh,
+    En,
 }
 
 fn init_logging(json: bool) {
@@ -82,6 +108,15 @@ fn main() -> ExitCode {
         Commands::CheckConfig { config } => return check_config(&config),
         Commands::Demo(args) => runtime.block_on(hydrowatch::sim::demo::run(args)),
         Commands::Simulate(args) => runtime.block_on(hydrowatch::sim::simulate(args)),
+        Commands::Bulletin {
+            config,
+            date,
+            format,
+            lang,
+        } => match load(&config) {
+            Some(settings) => bulletin(&settings, &date, format, lang),
+            None => return ExitCode::from(1),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -91,6 +126,35 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+fn bulletin(
+    settings: &Settings,
+    date: &str,
+    format: BulletinFormat,
+    lang: BulletinLanguage,
+) -> anyhow::Result<()> {
+    use hydrowatch::bulletin;
+    use std::io::Write as _;
+    let day = bulletin::parse_date(date)?;
+    let conn = hydrowatch::journal::open(&settings.journal.path)?;
+    let b = bulletin::load(&conn, settings, day, hydrowatch::model::now_millis())?;
+    let lang = match lang {
+        BulletinLanguage::Zh => config::Language::Chinese,
+        BulletinLanguage::En => config::Language::English,
+    };
+    let text = match format {
+        BulletinFormat::Json => bulletin::to_json(&b),
+        BulletinFormat::Html => bulletin::render::html(&b, settings, lang),
+        BulletinFormat::Markdown => bulletin::render::markdown(
+            &b,
+            settings,
+            lang,
+            Some(&bulletin::schedule::page_url(settings, &b.date, lang)),
+        ),
+    };
+    std::io::stdout().write_all(text.as_bytes())?;
+    Ok(())
 }
 
 fn load(files: &[PathBuf]) -> Option<Settings> {

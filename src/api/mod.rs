@@ -6,6 +6,7 @@
 //! writer like everything else.
 
 mod board;
+mod bulletins;
 mod callouts;
 pub mod guard;
 mod handlers;
@@ -98,6 +99,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/dead_letters", get(handlers::dead_letters))
         .route("/api/v1/notifications", get(handlers::notifications))
         .route("/api/v1/events", get(handlers::events))
+        .route("/api/v1/bulletins/{date}", get(bulletins::json))
+        .route("/bulletins/{date}", get(bulletins::page))
+        .route("/bulletins/{date}/rain.png", get(bulletins::rain_png))
         .route_layer(middleware::from_fn_with_state(state.clone(), read_access));
     let metrics = Router::new().route("/metrics", get(metrics_text));
     let metrics = if state.settings.http.metrics_need_token {

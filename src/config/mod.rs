@@ -415,6 +415,8 @@ pub struct Team {
     /// 叫应 deadline: a page nobody acknowledges this long is unanswered.
     pub respond_within: Option<RespondWithin>,
     pub language: Language,
+    /// Receives the daily bulletin on its chat channels (WeCom, DingTalk, Feishu).
+    pub bulletin: bool,
 }
 
 impl Team {
@@ -671,6 +673,7 @@ mod tests {
             renotify: None,
             respond_within: None,
             language: Language::Chinese,
+            bulletin: false,
         }
     }
 

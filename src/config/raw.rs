@@ -267,6 +267,9 @@ pub struct RawTeam {
     /// `{ default = "10m", guaranteed = "3m" }` (from a flood stage up).
     pub respond_within: Option<RawRespondWithin>,
     pub language: Option<String>,
+    /// Send the daily bulletin (水雨情日报) to this team's chat channels.
+    #[serde(default)]
+    pub bulletin: bool,
 }
 
 /// A deadline for every alert, or per flood stage.

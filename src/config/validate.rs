@@ -970,6 +970,7 @@ fn team(cx: &mut Ctx, raw: RawTeam, team_ids: &HashSet<String>, people: &[Person
         renotify,
         respond_within,
         language,
+        bulletin: raw.bulletin,
     }
 }
 

@@ -157,6 +157,25 @@ CREATE TABLE IF NOT EXISTS station_state (
     last_seen_ms INTEGER,
     snapshot     TEXT
 );
+
+-- The daily bulletin as written after its hydrological day ended (`day`: the local date the
+-- day starts on), and the chat channels it goes to: one row per (day, `{team}/{channel id}`),
+-- so a restart never sends a day's bulletin twice. A send row ends delivered or failed.
+CREATE TABLE IF NOT EXISTS bulletins (
+    day        TEXT PRIMARY KEY,
+    written_ms INTEGER NOT NULL,
+    json       TEXT    NOT NULL
+);
+CREATE TABLE IF NOT EXISTS bulletin_sends (
+    day             TEXT    NOT NULL,
+    destination     TEXT    NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ms INTEGER NOT NULL,
+    delivered_ms    INTEGER,
+    failed_ms       INTEGER,
+    last_error      TEXT,
+    PRIMARY KEY (day, destination)
+) WITHOUT ROWID;
 "#;
 
 /// Opens (creating if needed) the journal at `path` with the pragmas every connection needs.
@@ -731,6 +750,203 @@ pub fn station_states(conn: &Connection) -> Result<Vec<StationState>, JournalErr
     let mut stmt = conn.prepare("SELECT station, last_seen_ms, snapshot FROM station_state")?;
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Every station's readings in `(from, to]`, by station then time: what a bulletin is
+/// computed from.
+pub fn readings_between(
+    conn: &Connection,
+    from: Millis,
+    to: Millis,
+) -> Result<Vec<Reading>, JournalError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {READING_COLUMNS} FROM readings WHERE time_ms > ?1 AND time_ms <= ?2
+         ORDER BY station, time_ms"
+    ))?;
+    let rows = stmt.query_map(params![from, to], |row| reading_from_row(row, 0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// A station's last good level in `(from, to]`: (observation time, level).
+pub fn last_good_level_between(
+    conn: &Connection,
+    station: &str,
+    from: Millis,
+    to: Millis,
+) -> Result<Option<(Millis, f64)>, JournalError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT time_ms, level_m FROM readings
+             WHERE station = ?1 AND time_ms > ?2 AND time_ms <= ?3 AND level_m IS NOT NULL
+               AND quality = 'good'
+             ORDER BY time_ms DESC LIMIT 1",
+        )?
+        .query_row(params![station, from, to], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?)
+}
+
+/// A station's rain amounts above zero in `(from, to]`, oldest first (dry-spell days).
+pub fn rain_between(
+    conn: &Connection,
+    station: &str,
+    from: Millis,
+    to: Millis,
+) -> Result<Vec<(Millis, f64)>, JournalError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT time_ms, rain_mm FROM readings
+         WHERE station = ?1 AND time_ms > ?2 AND time_ms <= ?3 AND rain_mm > 0 ORDER BY time_ms",
+    )?;
+    let rows = stmt.query_map(params![station, from, to], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The observation time of a station's earliest reading after `from`.
+pub fn earliest_time_after(
+    conn: &Connection,
+    station: &str,
+    from: Millis,
+) -> Result<Option<Millis>, JournalError> {
+    Ok(conn.query_row(
+        "SELECT min(time_ms) FROM readings WHERE station = ?1 AND time_ms > ?2",
+        params![station, from],
+        |r| r.get(0),
+    )?)
+}
+
+/// Alert events observed in `(from, to]`, oldest first, with the alerts they belong to.
+pub fn events_observed_between(
+    conn: &Connection,
+    from: Millis,
+    to: Millis,
+) -> Result<(Vec<AlertEvent>, Vec<Alert>), JournalError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT json FROM alert_events
+         WHERE json_extract(json, '$.observed_at') > ?1 AND json_extract(json, '$.observed_at') <= ?2
+         ORDER BY seq",
+    )?;
+    let rows = stmt.query_map(params![from, to], |r| r.get::<_, String>(0))?;
+    let mut events: Vec<AlertEvent> = Vec::new();
+    for json in rows {
+        events.push(serde_json::from_str(&json?)?);
+    }
+    let mut ids: Vec<&str> = events.iter().map(|e| e.alert_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut alerts = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(a) = alert(conn, id)? {
+            alerts.push(a);
+        }
+    }
+    Ok((events, alerts))
+}
+
+/// A stored bulletin's JSON.
+pub fn bulletin(conn: &Connection, day: &str) -> Result<Option<String>, JournalError> {
+    Ok(conn
+        .query_row("SELECT json FROM bulletins WHERE day = ?1", [day], |r| {
+            r.get(0)
+        })
+        .optional()?)
+}
+
+/// Stores a day's bulletin and one send row per destination, in one transaction; a day
+/// already stored is left as it was (returns false).
+pub fn store_bulletin(
+    conn: &Connection,
+    day: &str,
+    json: &str,
+    destinations: &[String],
+    now: Millis,
+) -> Result<bool, JournalError> {
+    let tx = immediate(conn)?;
+    let added = tx.execute(
+        "INSERT OR IGNORE INTO bulletins (day, written_ms, json) VALUES (?1, ?2, ?3)",
+        params![day, now, json],
+    )?;
+    if added > 0 {
+        let mut insert = tx.prepare_cached(
+            "INSERT OR IGNORE INTO bulletin_sends (day, destination, next_attempt_ms)
+             VALUES (?1, ?2, ?3)",
+        )?;
+        for d in destinations {
+            insert.execute(params![day, d, now])?;
+        }
+    }
+    tx.commit()?;
+    Ok(added > 0)
+}
+
+/// A bulletin waiting to reach a chat channel.
+#[derive(Debug, Clone)]
+pub struct BulletinSend {
+    pub day: String,
+    pub destination: String,
+    pub attempts: i64,
+    pub next_attempt_ms: Millis,
+    /// When the bulletin was written: `give_up_after` counts from here.
+    pub written_ms: Millis,
+}
+
+/// Send rows neither delivered nor failed, oldest day first.
+pub fn pending_bulletin_sends(conn: &Connection) -> Result<Vec<BulletinSend>, JournalError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT s.day, s.destination, s.attempts, s.next_attempt_ms, b.written_ms
+         FROM bulletin_sends s JOIN bulletins b ON b.day = s.day
+         WHERE s.delivered_ms IS NULL AND s.failed_ms IS NULL ORDER BY s.day, s.destination",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(BulletinSend {
+            day: r.get(0)?,
+            destination: r.get(1)?,
+            attempts: r.get(2)?,
+            next_attempt_ms: r.get(3)?,
+            written_ms: r.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// How a send attempt ended: delivered, another try at a time, or failed for good.
+pub fn record_bulletin_send(
+    conn: &Connection,
+    day: &str,
+    destination: &str,
+    attempts: i64,
+    outcome: BulletinSendOutcome<'_>,
+) -> Result<(), JournalError> {
+    let (sql, time, error) = match outcome {
+        BulletinSendOutcome::Delivered(at) => (
+            "UPDATE bulletin_sends SET attempts = ?3, delivered_ms = ?4, last_error = ?5
+             WHERE day = ?1 AND destination = ?2",
+            at,
+            None,
+        ),
+        BulletinSendOutcome::Retry(at, e) => (
+            "UPDATE bulletin_sends SET attempts = ?3, next_attempt_ms = ?4, last_error = ?5
+             WHERE day = ?1 AND destination = ?2",
+            at,
+            Some(e),
+        ),
+        BulletinSendOutcome::Failed(at, e) => (
+            "UPDATE bulletin_sends SET attempts = ?3, failed_ms = ?4, last_error = ?5
+             WHERE day = ?1 AND destination = ?2",
+            at,
+            Some(e),
+        ),
+    };
+    let tx = immediate(conn)?;
+    tx.execute(sql, params![day, destination, attempts, time, error])?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// See [`record_bulletin_send`].
+#[derive(Debug, Clone, Copy)]
+pub enum BulletinSendOutcome<'a> {
+    Delivered(Millis),
+    Retry(Millis, &'a str),
+    Failed(Millis, &'a str),
 }
 
 /// Rows one retention statement deletes at most: each chunk is its own short write

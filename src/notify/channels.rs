@@ -418,6 +418,97 @@ pub fn sms_text(p: &EventPayload, language: Language) -> String {
     text
 }
 
+/// The daily bulletin for a chat robot (WeCom, DingTalk, Feishu): `title` and `markdown`
+/// (already in the channel's language). `None` for channels that are not chat robots.
+pub fn bulletin_request(
+    channel: &Channel,
+    title: &str,
+    markdown: &str,
+    now_ms: i64,
+) -> Option<Request> {
+    let url = channel.url.as_ref()?.to_string();
+    let mut request = match channel.kind {
+        ChannelKind::Wecom => json_request(
+            url,
+            &serde_json::json!({
+                "msgtype": "markdown",
+                "markdown": {"content": truncate_bytes(markdown, 4096)}
+            }),
+        ),
+        ChannelKind::Dingtalk => json_request(
+            match &channel.secret {
+                Some(secret) => dingtalk_signed_url(&url, secret, now_ms),
+                None => url,
+            },
+            &serde_json::json!({
+                "msgtype": "markdown",
+                "markdown": {"title": title, "text": markdown}
+            }),
+        ),
+        ChannelKind::Feishu => {
+            let mut body = serde_json::json!({
+                "msg_type": "interactive",
+                "card": {
+                    "header": {"title": {"tag": "plain_text", "content": title}},
+                    "elements": [{"tag": "markdown", "content": markdown}]
+                }
+            });
+            if let Some(secret) = &channel.secret {
+                let ts = now_ms / 1000;
+                let mac = HmacSha256::new_from_slice(format!("{ts}\n{secret}").as_bytes())
+                    .expect("HMAC takes any key length");
+                let sign =
+                    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+                body["timestamp"] = serde_json::Value::String(ts.to_string());
+                body["sign"] = serde_json::Value::String(sign);
+            }
+            json_request(url, &body)
+        }
+        _ => return None,
+    };
+    for (name, value) in &channel.headers {
+        request.headers.push((name.clone(), value.clone()));
+    }
+    Some(request)
+}
+
+/// A WeCom robot's image message: the PNG as base64 with its MD5 (the robot takes at most
+/// 2 MB). `None` for other channels: DingTalk and Feishu robots cannot take an upload, their
+/// markdown links to the bulletin's page instead.
+pub fn bulletin_image_request(channel: &Channel, png: &[u8], md5_hex: &str) -> Option<Request> {
+    if channel.kind != ChannelKind::Wecom {
+        return None;
+    }
+    let url = channel.url.as_ref()?.to_string();
+    let mut request = json_request(
+        url,
+        &serde_json::json!({
+            "msgtype": "image",
+            "image": {
+                "base64": base64::engine::general_purpose::STANDARD.encode(png),
+                "md5": md5_hex,
+            }
+        }),
+    );
+    for (name, value) in &channel.headers {
+        request.headers.push((name.clone(), value.clone()));
+    }
+    Some(request)
+}
+
+/// DingTalk's signed mode: `timestamp` and `sign = base64(HmacSHA256(secret,
+/// "{timestamp}\n{secret}"))` appended to the robot's URL.
+fn dingtalk_signed_url(url: &str, secret: &str, now_ms: i64) -> String {
+    let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    mac.update(format!("{now_ms}\n{secret}").as_bytes());
+    let sign = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!(
+        "{url}{sep}timestamp={now_ms}&sign={}",
+        urlencoding::encode(&sign)
+    )
+}
+
 /// At most `max` bytes of `s`, cut at a character boundary.
 fn truncate_bytes(s: &str, max: usize) -> String {
     if s.len() <= max {

@@ -33,7 +33,8 @@
       acked_person: "应答人：",
       kind_page: "通知", kind_redial: "重呼", kind_escalation: "呼叫上级", kind_delivered: "已送达",
       kind_delivery_failed: "发送失败", kind_delivery_pending: "待发送", kind_call_result: "呼叫结果",
-      kind_acknowledgement: "确认"
+      kind_acknowledgement: "确认",
+      bulletin: "水雨情日报"
     },
     en: {
       title: "Status board", connecting: "connecting…", live: "live", disconnected: "disconnected",
@@ -54,7 +55,8 @@
       acked_person: "answered by ",
       kind_page: "paged", kind_redial: "called again", kind_escalation: "superior called", kind_delivered: "delivered",
       kind_delivery_failed: "delivery failed", kind_delivery_pending: "pending", kind_call_result: "call result",
-      kind_acknowledgement: "acknowledged"
+      kind_acknowledgement: "acknowledged",
+      bulletin: "Daily bulletin"
     }
   };
   var STAGE_NAMES = {
