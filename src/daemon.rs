@@ -277,8 +277,9 @@ async fn retention(settings: Arc<Settings>) {
                     Some(_) => Some(crate::sink::forwarded_seq(&conn)?),
                     None => None,
                 };
-                let before = crate::model::now_millis() - s.journal.retention.as_millis() as i64;
-                journal::prune(&conn, before, forwarded)
+                let now = crate::model::now_millis();
+                let before = now - s.journal.retention.as_millis() as i64;
+                journal::prune(&conn, now, before, forwarded)
             },
         )
         .await;
@@ -289,6 +290,7 @@ async fn retention(settings: Arc<Settings>) {
                 notifications = n.notifications,
                 sl651_frames = n.frames,
                 callouts = n.callouts,
+                bulletins = n.bulletins,
                 "retention: old rows deleted"
             ),
             Ok(Ok(_)) => {}

@@ -138,7 +138,7 @@ fn bulletin(
     use std::io::Write as _;
     let day = bulletin::parse_date(date)?;
     let conn = hydrowatch::journal::open(&settings.journal.path)?;
-    let b = bulletin::load(&conn, settings, day, hydrowatch::model::now_millis())?;
+    let b = bulletin::document(&conn, settings, day, hydrowatch::model::now_millis())?;
     let lang = match lang {
         BulletinLanguage::Zh => config::Language::Chinese,
         BulletinLanguage::En => config::Language::English,

@@ -258,6 +258,9 @@ struct Effects {
 
 /// How often the writer looks at the size of the write-ahead log.
 const WAL_CHECK_EVERY: Duration = Duration::from_secs(2);
+/// The longest the writer waits for readers to leave the write-ahead log before it truncates
+/// it; a reader that takes longer (a backup, a long query) only postpones the truncation.
+const WAL_CHECKPOINT_WAIT: Duration = Duration::from_millis(250);
 /// Slowest retry of a failing commit.
 const MAX_RETRY: Duration = Duration::from_secs(5);
 /// A group that fails this often for a reason that is not transient is committed one
@@ -322,7 +325,7 @@ impl Writer {
         if before <= self.settings.journal.max_wal_bytes {
             return;
         }
-        match journal::truncate_wal(&self.conn) {
+        match journal::truncate_wal(&self.conn, WAL_CHECKPOINT_WAIT) {
             Ok(true) => {
                 tracing::debug!(before, "write-ahead log checkpointed and truncated");
                 metrics::gauge!("hydrowatch_journal_wal_bytes")

@@ -1,7 +1,8 @@
 //! The daily bulletin over HTTP: `GET /api/v1/bulletins/{date}` (JSON),
 //! `GET /bulletins/{date}` (the printable page with its charts, `?lang=zh|en`) and
 //! `GET /bulletins/{date}/rain.png` (the rain chart the WeCom robot receives). `latest`
-//! names the last hydrological day that has ended. Each is computed from the journal.
+//! names the last hydrological day that has ended. Each is computed from the journal (the
+//! stored copy once retention may have deleted the day's readings: `bulletin::document`).
 
 use axum::extract::{Path, Query, State};
 use axum::http::header;
@@ -29,7 +30,7 @@ async fn load(state: &AppState, date: String) -> Result<Bulletin, ApiError> {
             bulletin::parse_date(&date)?
         };
         let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
-        bulletin::load(&conn, &settings, day, now)
+        bulletin::document(&conn, &settings, day, now)
     })
     .await
     .map_err(|e| ApiError::internal(e.to_string()))?

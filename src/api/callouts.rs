@@ -127,7 +127,8 @@ pub async fn callback(
     }
     let answer = receive(&state, &channel_id, query.key.as_deref(), &headers, &body).await;
     if let Err(e) = &answer {
-        if e.status == StatusCode::UNAUTHORIZED {
+        // Guessing channel ids counts like guessing keys: both are refused attempts.
+        if e.status == StatusCode::UNAUTHORIZED || e.status == StatusCode::NOT_FOUND {
             state.guard.failed(peer);
         }
     }

@@ -238,6 +238,27 @@ pub fn last_ended_day(settings: &Settings, now: Millis) -> Option<Date> {
     current.yesterday().ok()
 }
 
+/// The bulletin of `date` as the CLI and the API give it: computed from the journal, or,
+/// once retention may have deleted some of the day's readings (the day ended longer ago than
+/// `journal.retention`), the copy written after the day ended, when there is one.
+pub fn document(
+    conn: &Connection,
+    settings: &Settings,
+    date: Date,
+    now: Millis,
+) -> Result<Bulletin, BulletinError> {
+    let (_, end) = bounds(settings, date)?;
+    let pruned_from = now.saturating_sub(settings.journal.retention.as_millis() as Millis);
+    if end < pruned_from {
+        if let Some(json) = journal::bulletin(conn, &date.to_string())? {
+            if let Ok(stored) = serde_json::from_str::<Bulletin>(&json) {
+                return Ok(stored);
+            }
+        }
+    }
+    load(conn, settings, date, now)
+}
+
 /// Loads what the bulletin of `date` needs from the journal and computes it. The day must
 /// have ended by `now`.
 pub fn load(

@@ -24,6 +24,10 @@ use crate::notify::outcome::{self, Failure};
 pub const WRITE_AFTER: Duration = Duration::from_secs(5 * 60);
 /// How often the task looks for a day to write and a bulletin to send.
 const CHECK_EVERY: Duration = Duration::from_secs(5);
+/// Missed days (hydrowatch down across boundaries) are written this far back.
+pub const CATCH_UP_DAYS: usize = 7;
+/// The longest wait before writing again after writing failed (a full disk, a broken row).
+const MAX_WRITE_BACKOFF: Duration = Duration::from_secs(600);
 
 /// The chat channels that receive the bulletin: `{team}/{channel id}` of every WeCom,
 /// DingTalk and Feishu channel of a team with `bulletin = true`.
@@ -64,20 +68,36 @@ pub fn page_url(settings: &Settings, date: &str, lang: Language) -> String {
     )
 }
 
-/// Writes the bulletin of the last day that ended at least [`WRITE_AFTER`] before `now`, if
-/// it is not written yet; returns its date when it was written now.
+/// Writes the oldest bulletin that is due and not written yet, and returns its date: the last
+/// day that ended at least [`WRITE_AFTER`] before `now`, and the days since the last bulletin
+/// written (hydrowatch was down across a boundary), up to [`CATCH_UP_DAYS`] back. A journal
+/// with no bulletin yet starts with the last ended day: a first start does not send a week
+/// of bulletins.
 pub fn write_due(
     conn: &Connection,
     settings: &Settings,
     now: Millis,
 ) -> Result<Option<String>, super::BulletinError> {
-    let Some(day) = super::last_ended_day(settings, now - WRITE_AFTER.as_millis() as Millis) else {
+    let Some(last) = super::last_ended_day(settings, now - WRITE_AFTER.as_millis() as Millis)
+    else {
         return Ok(None);
     };
-    let date = day.to_string();
-    if journal::bulletin(conn, &date)?.is_some() {
-        return Ok(None);
+    let mut day = last;
+    if let Some(latest) = journal::latest_bulletin_day(conn)?.and_then(|d| d.parse().ok()) {
+        for _ in 0..CATCH_UP_DAYS {
+            match day.yesterday() {
+                Ok(before) if before > latest => day = before,
+                _ => break,
+            }
+        }
     }
+    while journal::has_bulletin(conn, &day.to_string())? {
+        match day.tomorrow() {
+            Ok(next) if next <= last => day = next,
+            _ => return Ok(None),
+        }
+    }
+    let date = day.to_string();
     let bulletin = super::load(conn, settings, day, now)?;
     let json = super::to_json(&bulletin);
     let written = journal::store_bulletin(conn, &date, &json, &destinations(settings), now)?;
@@ -91,19 +111,36 @@ pub async fn run(settings: Arc<Settings>, http: reqwest::Client) {
         None => return,
     };
     let mut interval = tokio::time::interval(CHECK_EVERY);
+    // After a failure to write, wait longer each time (computing a day is not free).
+    let mut write_failures = 0_u32;
+    let mut next_write = std::time::Instant::now();
     loop {
         interval.tick().await;
-        let (s, c) = (settings.clone(), conn.clone());
-        let written = tokio::task::spawn_blocking(move || {
-            let conn = c.lock().unwrap_or_else(|p| p.into_inner());
-            write_due(&conn, &s, now_millis())
-        })
-        .await;
-        match written {
-            Ok(Ok(Some(date))) => tracing::info!(%date, "daily bulletin written"),
-            Ok(Ok(None)) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "daily bulletin: cannot write"),
-            Err(e) => tracing::warn!(error = %e, "daily bulletin task failed"),
+        if std::time::Instant::now() >= next_write {
+            let (s, c) = (settings.clone(), conn.clone());
+            let written = tokio::task::spawn_blocking(move || {
+                let conn = c.lock().unwrap_or_else(|p| p.into_inner());
+                write_due(&conn, &s, now_millis()).map_err(|e| e.to_string())
+            })
+            .await
+            .unwrap_or_else(|e| Err(format!("the task failed: {e}")));
+            match written {
+                Ok(written) => {
+                    write_failures = 0;
+                    if let Some(date) = written {
+                        tracing::info!(%date, "daily bulletin written");
+                    }
+                }
+                Err(error) => {
+                    write_failures += 1;
+                    let wait = CHECK_EVERY
+                        .saturating_mul(1 << write_failures.min(12))
+                        .min(MAX_WRITE_BACKOFF);
+                    next_write = std::time::Instant::now() + wait;
+                    tracing::warn!(%error, failures = write_failures, retry_in = ?wait,
+                        "daily bulletin: cannot write it");
+                }
+            }
         }
         deliver_due(&settings, &conn, &http).await;
     }
@@ -209,7 +246,9 @@ async fn deliver_due(settings: &Settings, conn: &Shared, http: &reqwest::Client)
     }
 }
 
-/// One attempt: the markdown, then (WeCom) the rain chart as an image.
+/// One attempt: the markdown, then (WeCom) the rain chart as an image. The markdown is the
+/// bulletin (it links to the page with every chart); the image is sent once, best effort: a
+/// refused or failed image is logged, never a reason to post the text again.
 async fn deliver(
     settings: &Settings,
     http: &reqwest::Client,
@@ -230,7 +269,10 @@ async fn deliver(
     if let Some(png) = super::image::rain_png(bulletin) {
         let md5 = super::image::md5_hex(&png);
         if let Some(request) = channels::bulletin_image_request(channel, &png, &md5) {
-            send(http, channel, request).await?;
+            if let Err(failure) = send(http, channel, request).await {
+                tracing::warn!(date = %bulletin.date, channel = %channel.id, error = %failure.message(),
+                    "daily bulletin: the rain chart image was not delivered (the text was)");
+            }
         }
     }
     Ok(())

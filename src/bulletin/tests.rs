@@ -364,3 +364,67 @@ fn the_last_ended_day() {
     );
     let _ = M5;
 }
+
+/// A journal in a temporary directory, for the scheduler's bookkeeping.
+fn journal_in(dir: &tempfile::TempDir) -> rusqlite::Connection {
+    crate::journal::open(&dir.path().join("journal.db")).expect("journal")
+}
+
+#[test]
+fn the_scheduler_starts_with_the_last_day_and_catches_up_missed_ones() {
+    let s = settings();
+    let dir = tempfile::tempdir().unwrap();
+    let conn = journal_in(&dir);
+    // First start, 2021-07-20 09:00: only the day that just ended, not a week of them.
+    let now = at(20, 9, 0);
+    assert_eq!(
+        schedule::write_due(&conn, &s, now).unwrap().as_deref(),
+        Some("2021-07-19")
+    );
+    assert_eq!(schedule::write_due(&conn, &s, now).unwrap(), None);
+    // Down from then until 2021-07-23 09:00: the three missed days, oldest first, one a call.
+    let later = at(23, 9, 0);
+    let written: Vec<_> = std::iter::from_fn(|| schedule::write_due(&conn, &s, later).unwrap())
+        .take(10)
+        .collect();
+    assert_eq!(written, ["2021-07-20", "2021-07-21", "2021-07-22"]);
+    // Before the boundary plus WRITE_AFTER, the day just ending is not yet due.
+    assert_eq!(schedule::write_due(&conn, &s, at(24, 8, 3)).unwrap(), None);
+    // Down for a month: seven days back at most.
+    let month = at(31, 9, 0);
+    let caught: Vec<_> = std::iter::from_fn(|| schedule::write_due(&conn, &s, month).unwrap())
+        .take(40)
+        .collect();
+    assert_eq!(caught.first().map(String::as_str), Some("2021-07-23"));
+    assert_eq!(caught.last().map(String::as_str), Some("2021-07-30"));
+    assert_eq!(caught.len(), 8, "{caught:?}");
+}
+
+#[test]
+fn an_old_day_is_served_from_its_stored_copy_once_its_readings_may_be_gone() {
+    let s = settings();
+    let dir = tempfile::tempdir().unwrap();
+    let conn = journal_in(&dir);
+    let now = at(20, 9, 0);
+    conn.execute(
+        "INSERT INTO readings (station, time_ms, seq, rain_mm, rain_period_s, quality, received_ms)
+         VALUES ('p01', ?1, 1, 12.5, 3600, 'good', ?1)",
+        [at(19, 15, 0)],
+    )
+    .unwrap();
+    schedule::write_due(&conn, &s, now).unwrap();
+    let stored = crate::journal::bulletin(&conn, "2021-07-19")
+        .unwrap()
+        .unwrap();
+    assert!(stored.contains("12.5"), "{stored}");
+    let date: jiff::civil::Date = "2021-07-19".parse().unwrap();
+    // Within retention: computed (the same document here).
+    let fresh = document(&conn, &s, date, now).unwrap();
+    assert_eq!(to_json(&fresh), stored);
+    // Retention (30 days by default) later, with the readings deleted: still the stored copy.
+    let much_later = now + 40 * 24 * H;
+    conn.execute("DELETE FROM readings", []).unwrap();
+    let old = document(&conn, &s, date, much_later).unwrap();
+    assert_eq!(to_json(&old), stored);
+    assert_ne!(to_json(&load(&conn, &s, date, much_later).unwrap()), stored);
+}

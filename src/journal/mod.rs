@@ -11,6 +11,7 @@
 //! components open their own connections for reads and small cursor updates.
 
 use std::path::Path;
+use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
@@ -194,9 +195,9 @@ pub fn open(path: &Path) -> Result<Connection, JournalError> {
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
-         PRAGMA busy_timeout = 10000;
          PRAGMA foreign_keys = OFF;",
     )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.execute_batch(SCHEMA)?;
     migrate(&conn)?;
     Ok(conn)
@@ -212,13 +213,21 @@ pub fn wal_bytes(path: &Path) -> u64 {
 /// Copies the write-ahead log into the database and truncates it to zero bytes. SQLite
 /// restarts its log only when a checkpoint has caught up while no reader is in the log,
 /// which a journal written and read without pause may never see: its log would grow for
-/// ever. This waits (the connection's busy timeout) for the readers in the log to finish,
-/// holding the write lock so that no new frames arrive. False when readers outlasted the
-/// wait; the next call tries again.
-pub fn truncate_wal(conn: &Connection) -> Result<bool, JournalError> {
-    let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
-    Ok(busy == 0)
+/// ever. This waits at most `wait` for the readers in the log to finish, holding the write
+/// lock so that no new frames arrive (so the wait is short: a long reader, a backup, must not
+/// stall ingestion). False when readers outlasted the wait; the next call tries again. The
+/// connection's own busy timeout is put back afterwards.
+pub fn truncate_wal(conn: &Connection, wait: Duration) -> Result<bool, JournalError> {
+    conn.busy_timeout(wait)?;
+    let result = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+        r.get::<_, i64>(0)
+    });
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(result? == 0)
 }
+
+/// How long every connection waits for another one's lock (`PRAGMA busy_timeout`).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Brings a journal written by an earlier version up to this schema.
 fn migrate(conn: &Connection) -> Result<(), JournalError> {
@@ -850,6 +859,22 @@ pub fn bulletin(conn: &Connection, day: &str) -> Result<Option<String>, JournalE
         .optional()?)
 }
 
+/// The latest day whose bulletin is stored (`YYYY-MM-DD`).
+pub fn latest_bulletin_day(conn: &Connection) -> Result<Option<String>, JournalError> {
+    Ok(conn
+        .query_row("SELECT max(day) FROM bulletins", [], |r| r.get(0))
+        .optional()?
+        .flatten())
+}
+
+/// Whether the bulletin of `day` is stored.
+pub fn has_bulletin(conn: &Connection, day: &str) -> Result<bool, JournalError> {
+    Ok(conn
+        .query_row("SELECT 1 FROM bulletins WHERE day = ?1", [day], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
 /// Stores a day's bulletin and one send row per destination, in one transaction; a day
 /// already stored is left as it was (returns false).
 pub fn store_bulletin(
@@ -963,7 +988,13 @@ pub struct Pruned {
     pub frames: usize,
     /// 叫应 audit lines and steps of closed alerts, and answers that were for no alert.
     pub callouts: usize,
+    /// Daily bulletins (with their send rows), kept [`BULLETIN_KEEP_MS`] at least.
+    pub bulletins: usize,
 }
+
+/// Daily bulletins are kept at least this long (a year and a month: the same day last year
+/// stays comparable), however short the readings' retention.
+pub const BULLETIN_KEEP_MS: Millis = 400 * 86_400_000;
 
 /// Deletes readings received before `before_ms` that every consumer has passed (retention
 /// never deletes a reading that has not been forwarded), dead letters received before it,
@@ -971,6 +1002,7 @@ pub struct Pruned {
 /// and steps of alerts no longer open older than it, in small chunks.
 pub fn prune(
     conn: &Connection,
+    now_ms: Millis,
     before_ms: Millis,
     forwarded_seq: Option<i64>,
 ) -> Result<Pruned, JournalError> {
@@ -1025,6 +1057,15 @@ pub fn prune(
                    AND alert_id NOT IN (SELECT alert_id FROM alerts WHERE open = 1)",
             )?
             .execute([before_ms])?,
+        bulletins: {
+            let cutoff = before_ms.min(now_ms - BULLETIN_KEEP_MS);
+            conn.prepare_cached(
+                "DELETE FROM bulletin_sends WHERE day IN (SELECT day FROM bulletins WHERE written_ms < ?1)",
+            )?
+            .execute([cutoff])?;
+            conn.prepare_cached("DELETE FROM bulletins WHERE written_ms < ?1")?
+                .execute([cutoff])?
+        },
     })
 }
 
@@ -1087,7 +1128,7 @@ mod tests {
         insert(&conn, "s", 2000, 2, 10, Some(2.0), None);
         insert(&conn, "s", 3000, 3, 99, Some(3.0), None);
         // Old enough: the first two. Forwarded: only the first.
-        assert_eq!(prune(&conn, 50, Some(1)).unwrap().readings, 1);
+        assert_eq!(prune(&conn, i64::MAX, 50, Some(1)).unwrap().readings, 1);
         let left: Vec<i64> = readings_after(&conn, 0, 10)
             .unwrap()
             .iter()
@@ -1095,7 +1136,7 @@ mod tests {
             .collect();
         assert_eq!(left, [2, 3]);
         // Without InfluxDB there is no cursor to respect.
-        assert_eq!(prune(&conn, 50, None).unwrap().readings, 1);
+        assert_eq!(prune(&conn, i64::MAX, 50, None).unwrap().readings, 1);
     }
 
     #[test]
@@ -1107,7 +1148,7 @@ mod tests {
             insert_frame(&conn, i as i64, "sl651/0062304000", &[0x7E, 0x7E]).unwrap();
         }
         insert_frame(&conn, 1_000_000, "sl651/0062304000", &[0x7E, 0x7E]).unwrap();
-        assert_eq!(prune(&conn, 500_000, None).unwrap().frames, old);
+        assert_eq!(prune(&conn, i64::MAX, 500_000, None).unwrap().frames, old);
         let left: i64 = conn
             .query_row("SELECT count(*) FROM sl651_frames", [], |r| r.get(0))
             .unwrap();
@@ -1129,7 +1170,7 @@ mod tests {
              INSERT INTO callout_steps VALUES ('closed', 'east', 0, 1, 10, '[]');",
         )
         .unwrap();
-        assert_eq!(prune(&conn, 50, None).unwrap().callouts, 3);
+        assert_eq!(prune(&conn, i64::MAX, 50, None).unwrap().callouts, 3);
         let left: Vec<(String, i64)> = conn
             .prepare("SELECT alert_id, at_ms FROM callout_log ORDER BY id")
             .unwrap()
