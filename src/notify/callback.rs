@@ -120,12 +120,15 @@ impl CallOutcome {
         }
     }
 
-    /// Whether this answer acknowledges the alert: the confirming keypress, or any SMS reply
-    /// with text in it (a person who writes back has read the message).
+    /// Whether this answer acknowledges the alert: the confirming keypress, or an SMS reply
+    /// that confirms: the same digit, or a reply that starts with a word of confirmation
+    /// (收到, 确认, 明白, 好的, OK...). Any other text is recorded but does not acknowledge: a
+    /// phone's automatic reply ("我正在开车"), "不是我" or an unsubscribe ("TD") must not
+    /// stop the calls to the people behind.
     pub fn confirms(&self, confirm_digit: &str) -> bool {
         match self {
             CallOutcome::Keypress(digit) => digit.trim() == confirm_digit,
-            CallOutcome::SmsReply(text) => !text.trim().is_empty(),
+            CallOutcome::SmsReply(text) => sms_confirms(text, confirm_digit),
             _ => false,
         }
     }
@@ -198,6 +201,29 @@ fn own_json(body: &[u8]) -> Result<Vec<Answer>, AnswerError> {
     }
 }
 
+/// Replies that confirm an SMS page, compared after trimming spaces and punctuation,
+/// case-insensitively, at the start of the reply.
+const CONFIRM_WORDS: &[&str] = &[
+    "收到",
+    "已收到",
+    "确认",
+    "明白",
+    "好的",
+    "知道了",
+    "ok",
+    "yes",
+    "received",
+];
+
+fn sms_confirms(text: &str, confirm_digit: &str) -> bool {
+    let text = text
+        .trim_matches(|c: char| {
+            c.is_whitespace() || c.is_ascii_punctuation() || "，。！、".contains(c)
+        })
+        .to_lowercase();
+    text == confirm_digit || CONFIRM_WORDS.iter().any(|w| text.starts_with(w))
+}
+
 /// Why a callback body could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CallbackError {
@@ -251,7 +277,12 @@ fn beijing_time(text: &str) -> Option<Millis> {
 fn any_time(text: &str) -> Option<Millis> {
     let text = text.trim();
     if let Ok(n) = text.parse::<i64>() {
-        return Some(if n > 100_000_000_000 { n } else { n * 1000 });
+        // A time before 1970 or beyond the year 9999 is not a call's: no time at all.
+        return match n {
+            0..=100_000_000_000 => Some(n * 1000),
+            100_000_000_001..=253_402_300_799_999 => Some(n),
+            _ => None,
+        };
     }
     if let Ok(ts) = text.parse::<jiff::Timestamp>() {
         return Some(ts.as_millisecond());
@@ -578,5 +609,43 @@ mod tests {
             parse_callback(Provider::Template, br#"{"mobile":"1"}"#, None),
             Err(CallbackError::Missing("text"))
         );
+    }
+}
+
+#[cfg(test)]
+mod confirm_tests {
+    use super::CallOutcome;
+
+    #[test]
+    fn only_a_confirming_reply_acknowledges() {
+        let reply = |t: &str| CallOutcome::SmsReply(t.into()).confirms("1");
+        for yes in [
+            "1",
+            " 1 ",
+            "收到",
+            "收到，马上到",
+            "确认！",
+            "OK",
+            "ok.",
+            "好的",
+        ] {
+            assert!(reply(yes), "{yes}");
+        }
+        for no in ["", "我正在开车，稍后回复", "不是我", "TD", "2", "11"] {
+            assert!(!reply(no), "{no}");
+        }
+        assert!(CallOutcome::Keypress("1".into()).confirms("1"));
+        assert!(!CallOutcome::Keypress("2".into()).confirms("1"));
+    }
+}
+
+#[cfg(test)]
+mod time_tests {
+    #[test]
+    fn times_out_of_any_range_are_no_time() {
+        assert_eq!(super::any_time("1700000000"), Some(1_700_000_000_000));
+        assert_eq!(super::any_time("1700000000123"), Some(1_700_000_000_123));
+        assert_eq!(super::any_time("-9223372036854775808"), None);
+        assert_eq!(super::any_time("9223372036854775807"), None);
     }
 }
