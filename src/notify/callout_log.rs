@@ -199,7 +199,9 @@ pub fn alert_of_event(conn: &Connection, event_id: &str) -> Result<Option<String
 }
 
 /// An alert's audit, oldest first: the logged pages, call results and acknowledgements, and
-/// each page's delivery on each channel (one line per person the page was for).
+/// each page's delivery on each channel (one line per person the page was for). With more
+/// than `limit` logged lines, the newest `limit` (an alert open for weeks keeps its current
+/// round in view).
 pub fn audit(
     conn: &Connection,
     settings: &Settings,
@@ -208,8 +210,9 @@ pub fn audit(
 ) -> Result<Vec<Entry>, JournalError> {
     let mut out = Vec::new();
     let mut stmt = conn.prepare_cached(
-        "SELECT at_ms, kind, team, person, name, phone, channel, event_id, detail
-         FROM callout_log WHERE alert_id = ?1 ORDER BY id LIMIT ?2",
+        "SELECT at_ms, kind, team, person, name, phone, channel, event_id, detail FROM (
+           SELECT * FROM callout_log WHERE alert_id = ?1 ORDER BY id DESC LIMIT ?2
+         ) ORDER BY id",
     )?;
     let rows = stmt.query_map(params![alert_id, limit as i64], |r| {
         Ok(Entry {
