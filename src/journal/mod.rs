@@ -92,6 +92,8 @@ CREATE TABLE IF NOT EXISTS alert_events (
 CREATE INDEX IF NOT EXISTS alert_events_alert ON alert_events (alert_id);
 
 -- destination: `{team}/{channel id}` (notify::outbox). A row ends delivered or failed.
+-- phones: a JSON array restricting a voice row to those phones (a redial, notify::redial);
+-- NULL calls everyone the event calls.
 CREATE TABLE IF NOT EXISTS outbox (
     id              INTEGER PRIMARY KEY,
     event_seq       INTEGER NOT NULL,
@@ -100,7 +102,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     next_attempt_ms INTEGER NOT NULL,
     delivered_ms    INTEGER,
     last_error      TEXT,
-    failed_ms       INTEGER
+    failed_ms       INTEGER,
+    phones          TEXT
 );
 
 -- Which teams were paged for an alert, first and last (wall clock): the durable state of
@@ -272,8 +275,9 @@ pub fn is_transient(e: &JournalError) -> bool {
     }
 }
 
-/// Journals from before failed notifications existed: add `failed_ms`, and index the pending
-/// rows as rows neither delivered nor failed (the old index counted failed rows as pending).
+/// Journals from before failed notifications existed: add `failed_ms` (and `phones`, from
+/// before redials), and index the pending rows as rows neither delivered nor failed (the old
+/// index counted failed rows as pending).
 fn migrate_outbox(conn: &Connection) -> Result<(), JournalError> {
     let has_failed: bool = conn.query_row(
         "SELECT count(*) FROM pragma_table_info('outbox') WHERE name = 'failed_ms'",
@@ -282,6 +286,15 @@ fn migrate_outbox(conn: &Connection) -> Result<(), JournalError> {
     )?;
     if !has_failed {
         conn.execute_batch("ALTER TABLE outbox ADD COLUMN failed_ms INTEGER;")?;
+    }
+    // Journals from before redials: every row called everyone its event calls.
+    let has_phones: bool = conn.query_row(
+        "SELECT count(*) FROM pragma_table_info('outbox') WHERE name = 'phones'",
+        [],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if !has_phones {
+        conn.execute_batch("ALTER TABLE outbox ADD COLUMN phones TEXT;")?;
     }
     conn.execute_batch(
         "DROP INDEX IF EXISTS outbox_pending;
