@@ -1158,6 +1158,27 @@ mod tests {
     }
 
     #[test]
+    fn an_outbox_from_before_redials_gains_its_phones_column() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("old.db");
+        {
+            let old = Connection::open(&path).expect("old journal");
+            old.execute_batch(
+                "CREATE TABLE outbox (id INTEGER PRIMARY KEY, event_seq INTEGER NOT NULL,
+                   destination TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+                   next_attempt_ms INTEGER NOT NULL, delivered_ms INTEGER, last_error TEXT);
+                 INSERT INTO outbox (event_seq, destination, next_attempt_ms) VALUES (1, 'east/hook', 0);",
+            )
+            .expect("old schema");
+        }
+        let conn = open(&path).expect("migrated");
+        let phones: Option<String> = conn
+            .query_row("SELECT phones FROM outbox WHERE id = 1", [], |r| r.get(0))
+            .expect("the column exists");
+        assert_eq!(phones, None, "an old row calls everyone its event calls");
+    }
+
+    #[test]
     fn cursors_only_move_forward() {
         let dir = tempfile::tempdir().unwrap();
         let conn = open(&dir.path().join("j.db")).unwrap();

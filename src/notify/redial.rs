@@ -151,3 +151,207 @@ fn event_id(tx: &Connection, seq: i64) -> Result<String, JournalError> {
         |r| r.get(0),
     )?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alerts::AlertState;
+    use crate::notify::callout::CallOutcome;
+
+    const CONFIG: &str = r#"
+[[people]]
+id = "wang"
+name = "王队长"
+phone = "13800000001"
+
+[[teams]]
+id = "east"
+members = ["wang", { name = "李四", phone = "13800000002" }]
+  [[teams.channels]]
+  id = "gateway"
+  kind = "voice"
+  provider = "template"
+  url = "http://127.0.0.1:9/call"
+  redial = { attempts = 3, spacing = "90s" }
+"#;
+
+    const DEST: &str = "east/gateway";
+
+    fn alert(acknowledged: bool) -> Alert {
+        Alert {
+            alert_id: "a1".into(),
+            station: "s1".into(),
+            rule: "stage".into(),
+            state: AlertState::Firing,
+            stage: "warning".into(),
+            stage_index: 1,
+            value: 2.5,
+            threshold: 2.0,
+            opened_at: 0,
+            updated_at: 0,
+            acknowledged_by: acknowledged.then(|| "east".into()),
+            acknowledged_at: None,
+        }
+    }
+
+    /// A journal holding event `e1` of alert `a1` and its page on the gateway.
+    fn journal() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let conn = crate::journal::open(&dir.path().join("j.db")).expect("journal");
+        conn.execute(
+            "INSERT INTO alert_events (seq, event_id, alert_id, created_ms, json)
+             VALUES (1, 'e1', 'a1', 0, ?1)",
+            [serde_json::json!({
+                "event_id": "e1", "alert_id": "a1", "state": "firing", "station": "s1",
+                "rule": "stage", "stage": "warning", "stage_index": 1, "value": 2.5,
+                "threshold": 2.0, "observed_at": 0, "created_at": 0, "late": false,
+                "message": "s1 2.50 m"
+            })
+            .to_string()],
+        )
+        .expect("event");
+        conn.execute(
+            "INSERT INTO outbox (event_seq, destination, next_attempt_ms, delivered_ms)
+             VALUES (1, ?1, 0, 10)",
+            [DEST],
+        )
+        .expect("page");
+        (dir, conn)
+    }
+
+    fn no_answer(phone: &str, at: Millis) -> Answer {
+        Answer {
+            phone: phone.into(),
+            outcome: CallOutcome::NoAnswer,
+            at,
+            reference: Some("e1".into()),
+        }
+    }
+
+    fn targets() -> Vec<(String, String)> {
+        vec![("a1".into(), "east".into())]
+    }
+
+    #[test]
+    fn an_unanswered_call_queues_one_more_call_to_that_phone_until_the_attempts_are_spent() {
+        let settings = crate::config::load_from_str(CONFIG).expect("valid");
+        let (_dir, conn) = journal();
+        let open = [alert(false)];
+        let answer = no_answer("13800000001", 1_000);
+        let queued =
+            after_answer(&conn, &settings, DEST, &answer, &targets(), &open, 5_000).expect("ok");
+        assert_eq!(
+            queued,
+            [Queued {
+                alert_id: "a1".into(),
+                phone: "13800000001".into(),
+                call: 2,
+                due: 91_000,
+            }],
+            "due spacing after the result's time"
+        );
+        // The provider reports the same result twice: still one redial waiting.
+        let again =
+            after_answer(&conn, &settings, DEST, &answer, &targets(), &open, 5_500).expect("ok");
+        assert!(again.is_empty());
+        // While the redial waits, the page behind it goes first; once due, it is the head.
+        crate::journal::queue_notifications(&conn, 1, &[DEST.to_string()], 6_000).expect("row");
+        let head = outbox::head(&conn, DEST, 6_000)
+            .expect("read")
+            .expect("a row");
+        assert!(head.phones.is_none(), "a waiting redial holds nothing back");
+        conn.execute(
+            "UPDATE outbox SET delivered_ms = 7000 WHERE phones IS NULL",
+            [],
+        )
+        .expect("delivered");
+        let head = outbox::head(&conn, DEST, 7_000)
+            .expect("read")
+            .expect("a row");
+        assert_eq!(head.phones, Some(vec!["13800000001".to_string()]));
+        outbox::mark_delivered(&conn, head.id, 91_000).expect("placed");
+        // Its result: no answer again, a third call; then the attempts are spent.
+        let third = after_answer(
+            &conn,
+            &settings,
+            DEST,
+            &no_answer("13800000001", 100_000),
+            &targets(),
+            &open,
+            100_000,
+        )
+        .expect("ok");
+        assert_eq!(third[0].call, 3);
+        conn.execute("UPDATE outbox SET delivered_ms = 191000", [])
+            .expect("placed");
+        let fourth = after_answer(
+            &conn,
+            &settings,
+            DEST,
+            &no_answer("13800000001", 200_000),
+            &targets(),
+            &open,
+            200_000,
+        )
+        .expect("ok");
+        assert!(fourth.is_empty(), "three calls in all");
+        let audit = callout_log::audit(&conn, &settings, "a1", 100).expect("audit");
+        let redials: Vec<_> = audit.iter().filter(|e| e.kind == "redial").collect();
+        assert_eq!(redials.len(), 2);
+        assert_eq!(redials[0].person.as_deref(), Some("wang"));
+        assert_eq!(redials[0].phone.as_deref(), Some("13800000001"));
+    }
+
+    #[test]
+    fn no_redial_for_an_acknowledged_alert_an_answered_call_or_another_channel() {
+        let settings = crate::config::load_from_str(CONFIG).expect("valid");
+        let (_dir, conn) = journal();
+        let answer = no_answer("13800000002", 1_000);
+        let none = |answer: &Answer, open: &[Alert], dest: &str| {
+            after_answer(&conn, &settings, dest, answer, &targets(), open, 5_000)
+                .expect("ok")
+                .is_empty()
+        };
+        assert!(none(&answer, &[alert(true)], DEST), "acknowledged");
+        assert!(none(&answer, &[], DEST), "over");
+        let answered = Answer {
+            outcome: CallOutcome::Answered,
+            ..answer.clone()
+        };
+        assert!(none(&answered, &[alert(false)], DEST), "reached");
+        assert!(
+            none(&answer, &[alert(false)], "east/other"),
+            "no such channel"
+        );
+        // An inline member (no person id) is redialled by phone.
+        assert!(!none(&answer, &[alert(false)], DEST));
+    }
+
+    #[test]
+    fn an_acknowledgement_cancels_the_waiting_redials() {
+        let settings = crate::config::load_from_str(CONFIG).expect("valid");
+        let (_dir, conn) = journal();
+        after_answer(
+            &conn,
+            &settings,
+            DEST,
+            &no_answer("13800000001", 1_000),
+            &targets(),
+            &[alert(false)],
+            1_000,
+        )
+        .expect("ok");
+        assert_eq!(cancel(&conn, "a1", 2_000).expect("cancelled"), 1);
+        assert!(
+            outbox::head(&conn, DEST, 100_000).expect("read").is_none(),
+            "nothing left to call"
+        );
+        let audit = callout_log::audit(&conn, &settings, "a1", 100).expect("audit");
+        assert!(
+            audit
+                .iter()
+                .any(|e| e.kind == "redial_cancelled" && e.person.as_deref() == Some("wang")),
+            "{audit:#?}"
+        );
+    }
+}
