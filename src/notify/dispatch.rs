@@ -160,9 +160,11 @@ impl Dispatcher {
                 // place it only while its alert still waits for an answer.
                 let wait = pending.next_attempt_ms - now_millis();
                 if wait > 0 {
-                    let _ =
-                        tokio::time::timeout(Duration::from_millis(wait as u64), bell.changed())
-                            .await;
+                    let wait = Duration::from_millis(wait as u64);
+                    if let Ok(Err(_)) = tokio::time::timeout(wait, bell.changed()).await {
+                        // No bell any more: wait without it rather than spin.
+                        tokio::time::sleep(wait.min(Duration::from_secs(1))).await;
+                    }
                     continue;
                 }
                 match self.redial_unneeded(&pending).await {
