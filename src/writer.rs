@@ -711,6 +711,7 @@ impl<'c> Step<'c> {
         if let Ok(event) = &mut result {
             event.acknowledged_person = person.map(str::to_string);
             self.record(event)?;
+            crate::notify::redial::cancel(self.tx, alert_id, self.now)?;
             crate::notify::callout_log::log_acknowledgement(
                 self.tx,
                 self.settings,
@@ -738,10 +739,11 @@ impl<'c> Step<'c> {
             .map(|p| p.id.clone());
         let confirm_digit = crate::notify::lookup(self.settings, channel)
             .map_or("1", |(_, c)| c.confirm_digit.as_str());
+        let open: Vec<Alert> = self.state.engine.open_alerts().cloned().collect();
         let targets = callout_log::answer_targets(
             self.tx,
             self.settings,
-            &self.state.engine.open_alerts().cloned().collect::<Vec<_>>(),
+            &open,
             person.as_deref(),
             answer.reference.as_deref(),
         )?;
@@ -780,6 +782,18 @@ impl<'c> Step<'c> {
         if targets.is_empty() {
             tracing::info!(%channel, phone = %answer.phone, outcome = answer.outcome.as_str(),
                 "an answer for no open alert that called this phone");
+        } else if acknowledged.is_empty() {
+            // Nobody was reached: the channel may call that phone again (notify decides).
+            let redials = crate::notify::redial::after_answer(
+                self.tx,
+                self.settings,
+                channel,
+                answer,
+                &targets,
+                &open,
+                self.now,
+            )?;
+            self.fx.outbox_rows += redials.len() as u64;
         }
         Ok(AnswerResult {
             phone: answer.phone.clone(),

@@ -1259,13 +1259,17 @@ fn voice_settings(
                 );
             }
             let spacing = cx.duration(&r.spacing, |c, m| c.team(team, &key("redial.spacing"), m));
-            // Aliyun and Tencent both throttle calls to one number at about one a minute.
-            if spacing < Duration::from_secs(60) {
+            // Aliyun and Tencent both throttle calls to one number at about one a minute; a
+            // gateway of one's own (a PBX, another platform) sets its own pace.
+            let cloud = matches!(provider, VoiceProvider::Aliyun | VoiceProvider::Tencent);
+            if cloud && spacing < Duration::from_secs(60) {
                 cx.team(
                     team,
                     &key("redial.spacing"),
-                    "must be at least 60s: the voice APIs refuse a second call to a number within a minute",
+                    "must be at least 60s for aliyun and tencent: they refuse a second call to a number within a minute",
                 );
+            } else if spacing < Duration::from_secs(1) {
+                cx.team(team, &key("redial.spacing"), "must be at least 1s");
             }
             Redial {
                 attempts: r.attempts.clamp(1, 10),
@@ -1947,7 +1951,7 @@ rain_levels = [{ level = "prepare", windows = { "1h" = -1.0 } }]
         }
         let problems = bad("  kind = \"voice\"\n  provider = \"tencent\"\n  key_id = \"k\"\n  secret = \"s\"\n  template = \"1\"");
         assert!(problems.contains("channels[0].app_id"), "{problems}");
-        let problems = bad("  kind = \"voice\"\n  provider = \"template\"\n  url = \"http://127.0.0.1:9/call\"\n  redial = { attempts = 0, spacing = \"10s\" }");
+        let problems = bad("  kind = \"voice\"\n  provider = \"template\"\n  url = \"http://127.0.0.1:9/call\"\n  redial = { attempts = 0, spacing = \"500ms\" }");
         assert!(
             problems.contains("channels[0].redial.attempts"),
             "{problems}"
@@ -1956,6 +1960,19 @@ rain_levels = [{ level = "prepare", windows = { "1h" = -1.0 } }]
             problems.contains("channels[0].redial.spacing"),
             "{problems}"
         );
+        // The clouds refuse a second call within a minute; a gateway of one's own may not.
+        let problems = bad("  kind = \"voice\"\n  provider = \"aliyun\"\n  key_id = \"k\"\n  secret = \"s\"\n  template = \"T\"\n  redial = { attempts = 3, spacing = \"30s\" }");
+        assert!(
+            problems.contains("channels[0].redial.spacing") && problems.contains("60s"),
+            "{problems}"
+        );
+        let gateway = load_from_str(&format!(
+            "{TEAM}{}",
+            channel("  kind = \"voice\"\n  provider = \"template\"\n  url = \"http://127.0.0.1:9/call\"\n  phones = [\"13800000001\"]\n  redial = { attempts = 3, spacing = \"1s\" }")
+        ))
+        .expect("a template gateway may redial after a second");
+        let redial = &gateway.teams[0].channels[0].voice.as_ref().unwrap().redial;
+        assert_eq!(redial.spacing, std::time::Duration::from_secs(1));
         let problems = bad("  kind = \"voice\"\n  provider = \"template\"\n  url = \"http://127.0.0.1:9/call\"\n  redial = { attempts = 2, spacing = \"soon\" }");
         assert!(
             problems.contains("channels[0].redial.spacing"),

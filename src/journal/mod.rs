@@ -93,6 +93,8 @@ CREATE TABLE IF NOT EXISTS alert_events (
 CREATE INDEX IF NOT EXISTS alert_events_alert ON alert_events (alert_id);
 
 -- destination: `{team}/{channel id}` (notify::outbox). A row ends delivered or failed.
+-- phones: a JSON array restricting a voice row to those phones (a redial, notify::redial);
+-- NULL calls everyone the event calls.
 CREATE TABLE IF NOT EXISTS outbox (
     id              INTEGER PRIMARY KEY,
     event_seq       INTEGER NOT NULL,
@@ -101,7 +103,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     next_attempt_ms INTEGER NOT NULL,
     delivered_ms    INTEGER,
     last_error      TEXT,
-    failed_ms       INTEGER
+    failed_ms       INTEGER,
+    phones          TEXT
 );
 
 -- Which teams were paged for an alert, first and last (wall clock): the durable state of
@@ -281,8 +284,9 @@ pub fn is_transient(e: &JournalError) -> bool {
     }
 }
 
-/// Journals from before failed notifications existed: add `failed_ms`, and index the pending
-/// rows as rows neither delivered nor failed (the old index counted failed rows as pending).
+/// Journals from before failed notifications existed: add `failed_ms` (and `phones`, from
+/// before redials), and index the pending rows as rows neither delivered nor failed (the old
+/// index counted failed rows as pending).
 fn migrate_outbox(conn: &Connection) -> Result<(), JournalError> {
     let has_failed: bool = conn.query_row(
         "SELECT count(*) FROM pragma_table_info('outbox') WHERE name = 'failed_ms'",
@@ -291,6 +295,15 @@ fn migrate_outbox(conn: &Connection) -> Result<(), JournalError> {
     )?;
     if !has_failed {
         conn.execute_batch("ALTER TABLE outbox ADD COLUMN failed_ms INTEGER;")?;
+    }
+    // Journals from before redials: every row called everyone its event calls.
+    let has_phones: bool = conn.query_row(
+        "SELECT count(*) FROM pragma_table_info('outbox') WHERE name = 'phones'",
+        [],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if !has_phones {
+        conn.execute_batch("ALTER TABLE outbox ADD COLUMN phones TEXT;")?;
     }
     conn.execute_batch(
         "DROP INDEX IF EXISTS outbox_pending;
@@ -1183,6 +1196,27 @@ mod tests {
             .query_row("SELECT count(*) FROM callout_steps", [], |r| r.get(0))
             .unwrap();
         assert_eq!(steps, 1);
+    }
+
+    #[test]
+    fn an_outbox_from_before_redials_gains_its_phones_column() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("old.db");
+        {
+            let old = Connection::open(&path).expect("old journal");
+            old.execute_batch(
+                "CREATE TABLE outbox (id INTEGER PRIMARY KEY, event_seq INTEGER NOT NULL,
+                   destination TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+                   next_attempt_ms INTEGER NOT NULL, delivered_ms INTEGER, last_error TEXT);
+                 INSERT INTO outbox (event_seq, destination, next_attempt_ms) VALUES (1, 'east/hook', 0);",
+            )
+            .expect("old schema");
+        }
+        let conn = open(&path).expect("migrated");
+        let phones: Option<String> = conn
+            .query_row("SELECT phones FROM outbox WHERE id = 1", [], |r| r.get(0))
+            .expect("the column exists");
+        assert_eq!(phones, None, "an old row calls everyone its event calls");
     }
 
     #[test]

@@ -155,7 +155,8 @@ pub enum AnswerError {
 pub const MAX_ANSWERS: usize = 1000;
 
 /// The answers in a callback to `channel`. A `voice` channel's callbacks are in its
-/// provider's format (see [`super::callback`]); an `sms` channel's are its gateway's upstream
+/// provider's format (see [`super::callback`]), a `template` gateway's in hydrowatch's own
+/// JSON or as an SMS gateway's replies; an `sms` channel's are its gateway's upstream
 /// replies or hydrowatch's own JSON; any other channel's are hydrowatch's own JSON: one
 /// [`Answer`] object or an array of them.
 pub fn parse_answers(
@@ -164,6 +165,10 @@ pub fn parse_answers(
     content_type: Option<&str>,
 ) -> Result<Vec<Answer>, AnswerError> {
     let answers = match (&channel.voice, channel.kind.as_str()) {
+        // A gateway of one's own reports call results in hydrowatch's own JSON, or
+        // forwards replies like an SMS gateway.
+        (Some(voice), _) if voice.provider == Provider::Template => own_json(body)
+            .or_else(|own| parse_reply(body, content_type, &Default::default()).map_err(|_| own))?,
         (Some(voice), _) => parse_callback(voice.provider, body, content_type)
             .map_err(|e| AnswerError::Malformed(e.to_string()))?,
         (None, "sms") => own_json(body)
@@ -332,7 +337,8 @@ fn aliyun(body: &[u8]) -> Result<Vec<Answer>, CallbackError> {
                 phone,
                 outcome,
                 at,
-                reference: text(r, "call_id"),
+                // `out_id` is the OutId hydrowatch sent with the call: the event's id.
+                reference: text(r, "out_id").or_else(|| text(r, "call_id")),
             })
         })
         .collect()
@@ -471,6 +477,46 @@ mod tests {
     }
 
     #[test]
+    fn a_template_voice_gateway_reports_in_hydrowatchs_own_json_or_as_replies() {
+        let settings = crate::config::load_from_str(
+            r#"
+[[teams]]
+id = "east"
+  [[teams.channels]]
+  id = "gateway"
+  kind = "voice"
+  provider = "template"
+  url = "http://127.0.0.1:9/call"
+  phones = ["13800000001"]
+"#,
+        )
+        .expect("valid");
+        let channel = &settings.teams[0].channels[0];
+        let body = r#"[{"phone":"13800000001","outcome":"no_answer","at":1000,"reference":"e1"},
+                       {"phone":"13800000002","outcome":{"keypress":"1"},"at":2000}]"#;
+        let answers =
+            parse_answers(channel, body.as_bytes(), Some("application/json")).expect("own JSON");
+        assert_eq!(
+            answers[0],
+            Answer {
+                phone: "13800000001".into(),
+                outcome: CallOutcome::NoAnswer,
+                at: 1000,
+                reference: Some("e1".into()),
+            }
+        );
+        assert_eq!(answers[1].outcome, CallOutcome::Keypress("1".into()));
+        // A reply forwarded as a form, as an SMS gateway would.
+        let answers = parse_answers(
+            channel,
+            b"phone=13800000001&content=%E6%94%B6%E5%88%B0",
+            Some("application/x-www-form-urlencoded"),
+        )
+        .expect("a reply");
+        assert_eq!(answers[0].outcome, CallOutcome::SmsReply("收到".into()));
+    }
+
+    #[test]
     fn aliyun_voice_report_as_documented() {
         // Shaped as Aliyun's VoiceReport HTTP batch push: a JSON array, one record per call.
         let body = r#"[
@@ -498,10 +544,16 @@ mod tests {
                 phone: "13800000001".into(),
                 outcome: CallOutcome::Keypress("1".into()),
                 at: ms("2021-04-28T10:03:40+08:00"),
-                reference: Some("122628733198^109422061234".into()),
-            }
+                reference: Some("evt-1".into()),
+            },
+            "out_id (the OutId hydrowatch sent: the event) is the reference"
         );
         assert_eq!(answers[1].outcome, CallOutcome::NoAnswer);
+        assert_eq!(
+            answers[1].reference.as_deref(),
+            Some("122628733198^109422061235"),
+            "without out_id, the call id"
+        );
         assert_eq!(
             answers[1].at,
             ms("2021-04-28T10:02:34+08:00"),

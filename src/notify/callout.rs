@@ -162,7 +162,7 @@ pub fn superiors(settings: &Settings, people: &[String]) -> Vec<Callee> {
     out
 }
 
-fn callee(p: &crate::config::Person, superior_of: Option<String>) -> Callee {
+pub(crate) fn callee(p: &crate::config::Person, superior_of: Option<String>) -> Callee {
     Callee {
         person: p.id.clone(),
         name: p.name.clone(),

@@ -21,8 +21,9 @@ pub struct Entry {
     pub alert_id: String,
     /// Milliseconds since the epoch, like every time in the API.
     pub at: Millis,
-    /// `page`, `redial`, `escalation` (a superior paged), `delivered`, `delivery_failed`,
-    /// `delivery_pending`, `call_result`, `acknowledgement`.
+    /// `page`, `redial` (the members called again, or one phone whose call went unanswered),
+    /// `escalation` (a superior paged), `delivered`, `delivery_failed`, `delivery_pending`,
+    /// `redial_cancelled`, `call_result`, `acknowledgement`.
     pub kind: String,
     pub team: Option<String>,
     pub person: Option<String>,
@@ -36,7 +37,8 @@ pub struct Entry {
 }
 
 impl Entry {
-    fn new(alert_id: &str, at: Millis, kind: &str) -> Entry {
+    /// A line of `kind` about `alert_id` at `at`, the rest to fill in.
+    pub fn new(alert_id: &str, at: Millis, kind: &str) -> Entry {
         Entry {
             alert_id: alert_id.to_string(),
             at,
@@ -51,7 +53,8 @@ impl Entry {
         }
     }
 
-    fn with_callee(mut self, c: &Callee) -> Entry {
+    /// The line is about this person.
+    pub fn with_callee(mut self, c: &Callee) -> Entry {
         self.person = Some(c.person.clone());
         self.name = Some(c.name.clone());
         self.phone = c.phone.clone();
@@ -233,7 +236,7 @@ pub fn audit(
     }
     let mut stmt = conn.prepare_cached(
         "SELECT o.destination, o.delivered_ms, o.failed_ms, o.last_error, o.attempts,
-                e.created_ms, e.json
+                e.created_ms, e.json, o.phones, o.next_attempt_ms
          FROM outbox o JOIN alert_events e ON e.seq = o.event_seq
          WHERE e.alert_id = ?1 ORDER BY o.id LIMIT ?2",
     )?;
@@ -246,20 +249,37 @@ pub fn audit(
             r.get::<_, i64>(4)?,
             r.get::<_, i64>(5)?,
             r.get::<_, String>(6)?,
+            r.get::<_, Option<String>>(7)?,
+            r.get::<_, i64>(8)?,
         ))
     })?;
     for row in rows {
-        let (destination, delivered, failed, error, attempts, created, json) = row?;
+        let (destination, delivered, failed, error, attempts, created, json, phones, due) = row?;
+        let phones: Option<Vec<String>> = phones.map(|p| serde_json::from_str(&p)).transpose()?;
         let event: AlertEvent = serde_json::from_str(&json)?;
         let Some((team, channel)) = destination.rsplit_once('/') else {
             continue;
         };
+        let redial = if phones.is_some() { ", redial" } else { "" };
         let (kind, at, detail) = match (delivered, failed) {
-            (Some(at), _) => ("delivered", at, event.state.as_str().to_string()),
+            // A redial its alert no longer needed: no phone rang.
+            (Some(at), _)
+                if error
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with(super::outbox::NOT_CALLED)) =>
+            {
+                ("redial_cancelled", at, error.clone().unwrap_or_default())
+            }
+            (Some(at), _) => ("delivered", at, format!("{}{redial}", event.state.as_str())),
             (None, Some(at)) => (
                 "delivery_failed",
                 at,
                 format!("{}: {}", event.state.as_str(), error.unwrap_or_default()),
+            ),
+            (None, None) if phones.is_some() => (
+                "delivery_pending",
+                due,
+                format!("{}{redial} due", event.state.as_str()),
             ),
             (None, None) => (
                 "delivery_pending",
@@ -267,9 +287,24 @@ pub fn audit(
                 format!("{} ({attempts} attempts)", event.state.as_str()),
             ),
         };
-        let callees = match event.page.as_ref().and_then(|p| p.call.as_ref()) {
-            Some(call) => call.people.clone(),
-            None => settings
+        let call = event.page.as_ref().and_then(|p| p.call.as_ref());
+        let callees = match (&phones, call) {
+            // A redial rings its one phone: whoever has it.
+            (Some(phones), _) => phones
+                .iter()
+                .map(|phone| match settings.person_by_phone(phone) {
+                    Some(p) => callout::callee(p, None),
+                    None => Callee {
+                        person: phone.clone(),
+                        name: phone.clone(),
+                        phone: Some(phone.clone()),
+                        role: None,
+                        superior_of: None,
+                    },
+                })
+                .collect(),
+            (None, Some(call)) => call.people.clone(),
+            (None, None) => settings
                 .team(team)
                 .map(|t| callout::members(settings, t))
                 .unwrap_or_default(),

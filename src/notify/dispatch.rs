@@ -141,7 +141,7 @@ impl Dispatcher {
         loop {
             bell.mark_unchanged();
             let d = dest.clone();
-            let pending = match self.db(move |c| outbox::head(c, &d)).await {
+            let pending = match self.db(move |c| outbox::head(c, &d, now_millis())).await {
                 Ok(Some(p)) => p,
                 Ok(None) => {
                     // Nothing pending: sleep until the writer commits more (or a minute, in
@@ -155,6 +155,40 @@ impl Dispatcher {
                     continue;
                 }
             };
+            if pending.phones.is_some() {
+                // A redial: wait for it without holding back a page queued meanwhile, and
+                // place it only while its alert still waits for an answer.
+                let wait = pending.next_attempt_ms - now_millis();
+                if wait > 0 {
+                    let wait = Duration::from_millis(wait as u64);
+                    if let Ok(Err(_)) = tokio::time::timeout(wait, bell.changed()).await {
+                        // No bell any more: wait without it rather than spin.
+                        tokio::time::sleep(wait.min(Duration::from_secs(1))).await;
+                    }
+                    continue;
+                }
+                match self.redial_unneeded(&pending).await {
+                    Ok(None) => {}
+                    Ok(Some(why)) => {
+                        let id = pending.id;
+                        tracing::info!(destination = %dest, alert_id = %pending.event.alert_id,
+                            why, "redial not placed");
+                        if let Err(e) = self
+                            .db(move |c| outbox::skip(c, id, now_millis(), why))
+                            .await
+                        {
+                            tracing::error!(error = %e, "outbox: cannot record a skipped redial");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, destination = %dest, "outbox: cannot read");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                }
+            }
             let verdict = match super::lookup(&self.settings, &dest) {
                 Some((team, channel)) => self.attempt(&dest, team, channel, &pending).await,
                 // Its channel was removed or renamed: sending it to another would be wrong,
@@ -171,6 +205,21 @@ impl Dispatcher {
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
+    }
+
+    /// Why a redial is no longer needed: its alert was acknowledged or is over.
+    async fn redial_unneeded(
+        &self,
+        pending: &Pending,
+    ) -> Result<Option<&'static str>, JournalError> {
+        let alert_id = pending.event.alert_id.clone();
+        let alert = self.db(move |c| journal::alert(c, &alert_id)).await?;
+        Ok(match alert {
+            Some(a) if a.acknowledged_by.is_some() => Some("the alert was acknowledged"),
+            Some(a) if a.state == crate::alerts::AlertState::Resolved => Some("the alert is over"),
+            Some(_) => None,
+            None => Some("the alert is gone"),
+        })
     }
 
     /// Waits for the row's turn (backoff, rate limit), tries once, and judges the answer.
@@ -333,9 +382,12 @@ impl Dispatcher {
             .get(&pending.id)
             .cloned()
             .unwrap_or_default();
-        // A 叫应 step calls its own people (the members again, or their superiors).
-        let phones: Vec<String> = payload
-            .callout_phones()
+        // A redial calls its one phone; a 叫应 step its own people (the members again, or
+        // their superiors).
+        let phones: Vec<String> = pending
+            .phones
+            .clone()
+            .or_else(|| payload.callout_phones())
             .unwrap_or_else(|| channel.phones.clone())
             .into_iter()
             .filter(|phone| !done.contains(phone))

@@ -19,6 +19,7 @@ pub mod escalation;
 pub mod mqtt;
 pub mod outbox;
 pub mod outcome;
+pub mod redial;
 pub mod voice;
 
 use serde::Serialize;

@@ -21,6 +21,8 @@ pub struct Pending {
     /// When the event (and so the row) was recorded: `give_up_after` counts from here.
     pub created_ms: Millis,
     pub event: AlertEvent,
+    /// A redial: the only phones this row calls (`None`: everyone the event calls).
+    pub phones: Option<Vec<String>>,
 }
 
 /// Destinations with at least one pending row.
@@ -33,15 +35,21 @@ pub fn destinations_with_work(conn: &Connection) -> Result<Vec<String>, JournalE
 }
 
 /// The destination's oldest pending row: per-destination order is kept among pending rows,
-/// and a failed row is no longer among them.
-pub fn head(conn: &Connection, destination: &str) -> Result<Option<Pending>, JournalError> {
+/// and a failed row is no longer among them. A redial not yet due (a row restricted to some
+/// phones, due after `now`) does not hold back the rows behind it: it is the head only when
+/// nothing else is pending.
+pub fn head(
+    conn: &Connection,
+    destination: &str,
+    now: Millis,
+) -> Result<Option<Pending>, JournalError> {
     let row = conn
         .query_row(
-            "SELECT o.id, o.attempts, o.next_attempt_ms, e.created_ms, e.json FROM outbox o
-             JOIN alert_events e ON e.seq = o.event_seq
+            "SELECT o.id, o.attempts, o.next_attempt_ms, e.created_ms, e.json, o.phones
+             FROM outbox o JOIN alert_events e ON e.seq = o.event_seq
              WHERE o.destination = ?1 AND o.delivered_ms IS NULL AND o.failed_ms IS NULL
-             ORDER BY o.id LIMIT 1",
-            [destination],
+             ORDER BY (o.phones IS NOT NULL AND o.next_attempt_ms > ?2), o.id LIMIT 1",
+            params![destination, now],
             |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
@@ -49,20 +57,126 @@ pub fn head(conn: &Connection, destination: &str) -> Result<Option<Pending>, Jou
                     r.get::<_, i64>(2)?,
                     r.get::<_, i64>(3)?,
                     r.get::<_, String>(4)?,
+                    r.get::<_, Option<String>>(5)?,
                 ))
             },
         )
         .optional()?;
     Ok(match row {
         None => None,
-        Some((id, attempts, next_attempt_ms, created_ms, json)) => Some(Pending {
+        Some((id, attempts, next_attempt_ms, created_ms, json, phones)) => Some(Pending {
             id,
             attempts,
             next_attempt_ms,
             created_ms,
             event: serde_json::from_str(&json)?,
+            phones: phones.map(|p| serde_json::from_str(&p)).transpose()?,
         }),
     })
+}
+
+/// Queues one more call to `phone` for the event `event_seq` on `destination`, due at `due`.
+pub fn queue_redial(
+    conn: &Connection,
+    event_seq: i64,
+    destination: &str,
+    phone: &str,
+    due: Millis,
+) -> Result<(), JournalError> {
+    conn.prepare_cached(
+        "INSERT INTO outbox (event_seq, destination, next_attempt_ms, phones)
+         VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![
+        event_seq,
+        destination,
+        due,
+        serde_json::to_string(&[phone])?
+    ])?;
+    Ok(())
+}
+
+/// The rows on `destination` for event `event_seq` that call `phone`: how many there are
+/// (the event's own row, if any, and its redials), and whether a redial is still pending.
+pub fn calls_to(
+    conn: &Connection,
+    event_seq: i64,
+    destination: &str,
+    phone: &str,
+) -> Result<RowsFor, JournalError> {
+    let only = serde_json::to_string(&[phone])?;
+    Ok(conn.query_row(
+        "SELECT count(*) FILTER (WHERE phones IS NULL),
+                count(*) FILTER (WHERE phones = ?3),
+                count(*) FILTER (WHERE phones = ?3 AND delivered_ms IS NULL AND failed_ms IS NULL)
+         FROM outbox WHERE event_seq = ?1 AND destination = ?2",
+        params![event_seq, destination, only],
+        |r| {
+            Ok(RowsFor {
+                pages: r.get(0)?,
+                redials: r.get(1)?,
+                redials_pending: r.get(2)?,
+            })
+        },
+    )?)
+}
+
+/// See [`calls_to`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowsFor {
+    /// The event's own rows (everyone it calls).
+    pub pages: i64,
+    /// Redials to the phone, placed or not.
+    pub redials: i64,
+    /// Redials to the phone not yet placed.
+    pub redials_pending: i64,
+}
+
+/// The newest row on `destination` that pages everyone for an event of `alert_id`: its
+/// event's seq (the event a call result without the event's id answers).
+pub fn latest_page_of(
+    conn: &Connection,
+    alert_id: &str,
+    destination: &str,
+) -> Result<Option<i64>, JournalError> {
+    Ok(conn
+        .query_row(
+            "SELECT o.event_seq FROM outbox o JOIN alert_events e ON e.seq = o.event_seq
+             WHERE e.alert_id = ?1 AND o.destination = ?2 AND o.phones IS NULL
+             ORDER BY o.id DESC LIMIT 1",
+            params![alert_id, destination],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+/// What a redial that is not placed says when its alert no longer needs it.
+pub const NOT_CALLED: &str = "not called";
+
+/// Ends the pending redials of `alert_id` without calling (the alert was acknowledged or is
+/// over): delivered, with why in `last_error`. Returns how many.
+pub fn cancel_redials(
+    conn: &Connection,
+    alert_id: &str,
+    now: Millis,
+    why: &str,
+) -> Result<usize, JournalError> {
+    Ok(conn
+        .prepare_cached(
+            "UPDATE outbox SET delivered_ms = ?2, last_error = ?3
+             WHERE phones IS NOT NULL AND delivered_ms IS NULL AND failed_ms IS NULL
+               AND event_seq IN (SELECT seq FROM alert_events WHERE alert_id = ?1)",
+        )?
+        .execute(params![alert_id, now, format!("{NOT_CALLED}: {why}")])?)
+}
+
+/// Ends one redial without calling, like [`cancel_redials`].
+pub fn skip(conn: &Connection, id: i64, now: Millis, why: &str) -> Result<(), JournalError> {
+    conn.execute(
+        "UPDATE outbox SET delivered_ms = ?1, last_error = ?2 WHERE id = ?3",
+        params![now, format!("{NOT_CALLED}: {why}"), id],
+    )?;
+    Ok(())
 }
 
 /// The receiver has it.
@@ -312,7 +426,9 @@ id = "east"
         let first = queue(&conn, "east/duty-hook");
         let second = queue(&conn, "east/duty-hook");
         mark_failed(&conn, first, 1, 10, "refused: HTTP 400").expect("failed");
-        let head = head(&conn, "east/duty-hook").expect("read").expect("a row");
+        let head = head(&conn, "east/duty-hook", 0)
+            .expect("read")
+            .expect("a row");
         assert_eq!(head.id, second);
         let failed = list(&conn, Filter::Failed, None, 10).expect("list");
         assert_eq!(failed.len(), 1);
