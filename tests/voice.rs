@@ -382,25 +382,25 @@ const REFUSING_ALIYUN: &str = r#"
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_voice_api_misconfiguration_fails_the_page_at_once_and_a_throttle_is_retried() {
+async fn a_voice_api_misconfiguration_fails_the_page_at_once_and_a_system_error_is_retried() {
     let (mqtt, rx, hw) = start(REFUSING_ALIYUN).await;
-    // Aliyun answers business errors as HTTP 400 with a Code: a throttle first...
+    // Aliyun answers business errors as HTTP 400 with a Code: a passing system error first...
     rx.refuse(
         "/aliyun/",
         "",
         400,
-        r#"{"Code":"isv.BUSINESS_LIMIT_CONTROL","Message":"flow control","RequestId":"r1"}"#,
+        r#"{"Code":"isp.SYSTEM_ERROR","Message":"system error","RequestId":"r1"}"#,
     );
     fire(&mqtt).await;
     wait_until_async(
         Duration::from_secs(20),
-        "the throttled call is retried",
+        "the failed call is retried",
         || rx.requests("/aliyun/").len() >= 3,
     )
     .await;
     assert!(
         notifications(&hw, "failed").is_empty(),
-        "a throttle is not a failure"
+        "a system error is not a failure"
     );
     // ...then a template the account does not have: failed for good, not retried.
     rx.accept_all();
@@ -426,4 +426,94 @@ async fn a_voice_api_misconfiguration_fails_the_page_at_once_and_a_throttle_is_r
         tried,
         "a refusal is never retried"
     );
+}
+
+const LIMITED_TENCENT: &str = r#"
+  [[teams.channels]]
+  id = "tencent"
+  kind = "voice"
+  provider = "tencent"
+  url = "@RX@/tencent/"
+  key_id = "AKID-test-id"
+  secret = "tencent-test-secret"
+  template = "4356"
+  app_id = "1400006666"
+  backoff = "200ms"
+"#;
+
+/// A number the provider limits (a few calls a minute, an hour, a day to one number) is not
+/// called again every minute, and the page's other phone does not wait behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_number_the_provider_limits_is_not_called_again() {
+    let (mqtt, rx, hw) = start(LIMITED_TENCENT).await;
+    rx.refuse(
+        "/tencent/",
+        PHONES[1],
+        200,
+        r#"{"Response":{"Error":{"Code":"LimitExceeded.PhoneNumberOneHourLimit","Message":"limit"},"RequestId":"r1"}}"#,
+    );
+    fire(&mqtt).await;
+    wait_until_async(
+        Duration::from_secs(20),
+        "the page fails, naming the number",
+        || {
+            notifications(&hw, "failed").iter().any(|n| {
+                n["last_error"].as_str().is_some_and(|e| {
+                    e.contains(PHONES[1]) && e.contains("limits calls to this number")
+                })
+            })
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let calls = |phone: &str| {
+        rx.requests("/tencent/")
+            .iter()
+            .filter(|d| d.text().contains(phone))
+            .count()
+    };
+    assert_eq!(calls(PHONES[0]), 1, "the other member was called once");
+    assert_eq!(
+        calls(PHONES[1]),
+        1,
+        "the limited number was not called again"
+    );
+}
+
+/// A page whose calls keep failing stops ringing once somebody acknowledges the alert.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledged_alert_stops_its_retried_calls() {
+    let (mqtt, rx, hw) = start(FLAKY_GATEWAY).await;
+    rx.refuse("/gateway/call", PHONES[1], 503, r#"{"error":"busy"}"#);
+    fire(&mqtt).await;
+    let tries = || {
+        rx.requests("/gateway/call")
+            .iter()
+            .filter(|d| d.text().contains(PHONES[1]))
+            .count()
+    };
+    wait_until_async(
+        Duration::from_secs(20),
+        "the failing call is retried",
+        || tries() >= 2,
+    )
+    .await;
+    let (code, body) = hw.http_get("/api/v1/alerts?state=open");
+    assert_eq!(code, 200, "{body}");
+    let alerts: Value = serde_json::from_str(&body).unwrap();
+    let id = alerts[0]["alert_id"]
+        .as_str()
+        .expect("an open alert")
+        .to_string();
+    let (code, body) = hw.http_post(
+        &format!("/api/v1/alerts/{id}/ack"),
+        b"",
+        &[("Authorization", "Bearer east-token")],
+    );
+    assert_eq!(code, 200, "{body}");
+    // At most the attempt already under way; then nothing, although the number still fails.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let after_ack = tries();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(tries(), after_ack, "no call after the acknowledgement");
 }

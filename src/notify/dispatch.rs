@@ -207,7 +207,8 @@ impl Dispatcher {
         }
     }
 
-    /// Why a redial is no longer needed: its alert was acknowledged or is over.
+    /// Why a call (a redial, or a page retried) is no longer needed: its alert was
+    /// acknowledged or is over.
     async fn redial_unneeded(
         &self,
         pending: &Pending,
@@ -375,6 +376,16 @@ impl Dispatcher {
             // Lifecycle news (resolved, acknowledged...) rings no phone: chat and SMS tell it.
             return Ok(());
         }
+        // A page retried (or queued behind others) after its alert was answered or ended
+        // rings no phone either.
+        match self.redial_unneeded(pending).await {
+            Ok(None) => {}
+            Ok(Some(why)) => {
+                tracing::info!(alert_id = %pending.event.alert_id, why, "voice page not called");
+                return Ok(());
+            }
+            Err(e) => return Err(Failure::Transient(format!("cannot read the alert: {e}"))),
+        }
         let done: HashSet<String> = self
             .called
             .lock()
@@ -397,6 +408,12 @@ impl Dispatcher {
         let mut refused = Vec::new();
         for call in voice::calls(channel, &phones, &payload, now_millis(), &nonce) {
             let answer = match self.send(channel, call.request).await {
+                Ok((_, body)) if outcome::voice_number_limited(settings.provider, &body) => {
+                    Err(Failure::Refused(format!(
+                        "the provider limits calls to this number for now: {}",
+                        String::from_utf8_lossy(&body[..body.len().min(256)])
+                    )))
+                }
                 Ok((status, body)) => outcome::voice_answer(settings.provider, status, &body),
                 Err(failure) => Err(failure),
             };
@@ -421,6 +438,8 @@ impl Dispatcher {
             }
         }
         if !transient.is_empty() {
+            // The numbers refused meanwhile are not called again: say so now, or nobody would.
+            transient.extend(refused.iter().map(|r| format!("refused, not retried: {r}")));
             return Err(Failure::Transient(transient.join("; ")));
         }
         if !refused.is_empty() {

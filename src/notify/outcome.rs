@@ -218,6 +218,19 @@ pub fn voice_code(provider: VoiceProvider, body: &[u8]) -> Option<String> {
 
 /// The verdict on a voice API's answer to one call. Aliyun answers its business errors
 /// (throttling included) with HTTP 400 and a `Code`; Tencent answers every error with HTTP
+/// Whether a voice API refused a call because of its limit on calls to that one number
+/// (Aliyun `isv.BUSINESS_LIMIT_CONTROL`: a few calls a minute, an hour, a day to a number;
+/// Tencent `LimitExceeded.PhoneNumber...`). Calling that number again in a minute only adds to
+/// the count, and the other phones of the page must not wait behind it: the call counts as
+/// refused for that number, and the 叫应 chain goes on to the next people at its deadline.
+pub fn voice_number_limited(provider: VoiceProvider, body: &[u8]) -> bool {
+    match (provider, voice_code(provider, body).as_deref()) {
+        (VoiceProvider::Aliyun, Some("isv.BUSINESS_LIMIT_CONTROL")) => true,
+        (VoiceProvider::Tencent, Some(code)) => code.starts_with("LimitExceeded.PhoneNumber"),
+        _ => false,
+    }
+}
+
 /// 200 and `Response.Error`: the code decides when there is one, an unknown code is
 /// retried (as for chat robots), and without one the HTTP status decides.
 pub fn voice_answer(provider: VoiceProvider, status: u16, body: &[u8]) -> Result<(), Failure> {
