@@ -283,18 +283,6 @@ async fn send(
     channel: &crate::config::Channel,
     req: Request,
 ) -> Result<(), Failure> {
-    let mut builder = http.post(&req.url).timeout(channel.timeout).body(req.body);
-    for (k, v) in &req.headers {
-        builder = builder.header(k, v);
-    }
-    let response = builder
-        .send()
-        .await
-        .map_err(|e| Failure::Transient(e.to_string()))?;
-    let status = response.status().as_u16();
-    let body = tokio::time::timeout(channel.timeout, response.bytes())
-        .await
-        .map_err(|_| Failure::Transient("timed out reading the answer".into()))?
-        .map_err(|e| Failure::Transient(e.to_string()))?;
+    let (status, body) = crate::notify::dispatch::send(http, channel, req).await?;
     outcome::http_answer(channel.kind, status, &body)
 }

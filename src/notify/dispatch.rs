@@ -454,26 +454,7 @@ impl Dispatcher {
         channel: &Channel,
         req: channels::Request,
     ) -> Result<(u16, Vec<u8>), Failure> {
-        let method = reqwest::Method::from_bytes(req.method.as_bytes())
-            .map_err(|e| Failure::Refused(format!("HTTP method `{}`: {e}", req.method)))?;
-        let mut builder = self
-            .http
-            .request(method, &req.url)
-            .timeout(channel.timeout)
-            .body(req.body);
-        for (k, v) in &req.headers {
-            builder = builder.header(k, v);
-        }
-        let response = builder
-            .send()
-            .await
-            .map_err(|e| Failure::Transient(e.to_string()))?;
-        let status = response.status().as_u16();
-        let body = tokio::time::timeout(channel.timeout, response.bytes())
-            .await
-            .map_err(|_| Failure::Transient("timed out reading the answer".into()))?
-            .map_err(|e| Failure::Transient(e.to_string()))?;
-        Ok((status, body.to_vec()))
+        send(&self.http, channel, req).await
     }
 
     /// The MQTT channel: the event on `{topic}/{station}`, then the station's state retained
@@ -605,4 +586,32 @@ mod tests {
         assert_eq!(rate_wait(&mut times, 3, 60_000), 0);
         assert_eq!(times.len(), 2, "the send at 0 is forgotten");
     }
+}
+
+/// Sends one request to a channel, bounded by the channel's timeout, and reads the whole
+/// answer: its status and body, for the channel's failure policy to judge.
+pub async fn send(
+    http: &reqwest::Client,
+    channel: &Channel,
+    req: channels::Request,
+) -> Result<(u16, Vec<u8>), Failure> {
+    let method = reqwest::Method::from_bytes(req.method.as_bytes())
+        .map_err(|e| Failure::Refused(format!("HTTP method `{}`: {e}", req.method)))?;
+    let mut builder = http
+        .request(method, &req.url)
+        .timeout(channel.timeout)
+        .body(req.body);
+    for (k, v) in &req.headers {
+        builder = builder.header(k, v);
+    }
+    let response = builder
+        .send()
+        .await
+        .map_err(|e| Failure::Transient(e.to_string()))?;
+    let status = response.status().as_u16();
+    let body = tokio::time::timeout(channel.timeout, response.bytes())
+        .await
+        .map_err(|_| Failure::Transient("timed out reading the answer".into()))?
+        .map_err(|e| Failure::Transient(e.to_string()))?;
+    Ok((status, body.to_vec()))
 }
