@@ -570,24 +570,6 @@ fn count(kind: &'static str, result: &'static str) {
         .increment(1);
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rate_limit_delays_beyond_the_rate_and_never_drops() {
-        let mut times = VecDeque::new();
-        // 3 a minute: three sends pass at once, the fourth waits for the first to age out.
-        for now in [0, 1_000, 2_000] {
-            assert_eq!(rate_wait(&mut times, 3, now), 0);
-            times.push_back(now);
-        }
-        assert_eq!(rate_wait(&mut times, 3, 2_500), 57_500);
-        assert_eq!(rate_wait(&mut times, 3, 60_000), 0);
-        assert_eq!(times.len(), 2, "the send at 0 is forgotten");
-    }
-}
-
 /// Sends one request to a channel, bounded by the channel's timeout, and reads the whole
 /// answer: its status and body, for the channel's failure policy to judge.
 pub async fn send(
@@ -614,4 +596,22 @@ pub async fn send(
         .map_err(|_| Failure::Transient("timed out reading the answer".into()))?
         .map_err(|e| Failure::Transient(e.to_string()))?;
     Ok((status, body.to_vec()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limit_delays_beyond_the_rate_and_never_drops() {
+        let mut times = VecDeque::new();
+        // 3 a minute: three sends pass at once, the fourth waits for the first to age out.
+        for now in [0, 1_000, 2_000] {
+            assert_eq!(rate_wait(&mut times, 3, now), 0);
+            times.push_back(now);
+        }
+        assert_eq!(rate_wait(&mut times, 3, 2_500), 57_500);
+        assert_eq!(rate_wait(&mut times, 3, 60_000), 0);
+        assert_eq!(times.len(), 2, "the send at 0 is forgotten");
+    }
 }
