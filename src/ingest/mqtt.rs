@@ -214,6 +214,9 @@ fn oversized(e: &ConnectionError) -> Option<usize> {
     }
 }
 
+/// Room the acknowledgement queue keeps when it has drained (64 bytes an entry).
+const KEEP_ACK_CAPACITY: usize = 4096;
+
 /// Committed messages waiting to be acknowledged on the connection they arrived on.
 #[derive(Default)]
 struct Acknowledgements {
@@ -244,6 +247,18 @@ impl Acknowledgements {
                 return;
             }
             self.queue.pop_front();
+        }
+        self.trim();
+    }
+
+    /// Under a flood the queue can grow to most of a backlog (rumqttc sends one request per
+    /// round of its event loop while it reads up to ten messages): as it drains, give that
+    /// memory back instead of keeping its largest size for good (only when it holds a quarter
+    /// of its room or less, so that shrinking stays rare).
+    fn trim(&mut self) {
+        let room = KEEP_ACK_CAPACITY.max(self.queue.len() * 2);
+        if self.queue.capacity() > 2 * room {
+            self.queue.shrink_to(room);
         }
     }
 
@@ -391,5 +406,24 @@ mod tests {
         let kept = redacted(b"team=t token=s3cret-token");
         assert!(!String::from_utf8_lossy(&kept.head).contains("s3cret"));
         assert_eq!(kept.bytes, 25);
+    }
+
+    #[test]
+    fn a_drained_acknowledgement_queue_gives_its_memory_back() {
+        let mut acks = Acknowledgements::default();
+        let publish = rumqttc::Publish::new("hydro/S1/data", QoS::AtLeastOnce, Vec::new());
+        acks.queue.extend(std::iter::repeat_n(publish, 140_000));
+        let flood = acks.queue.capacity();
+        acks.queue.drain(..120_000);
+        acks.trim();
+        assert!(acks.queue.capacity() < flood, "shrinks as it drains");
+        assert!(acks.queue.capacity() >= 20_000, "keeps room for what waits");
+        acks.queue.clear();
+        acks.trim();
+        assert!(
+            acks.queue.capacity() <= KEEP_ACK_CAPACITY,
+            "{}",
+            acks.queue.capacity()
+        );
     }
 }
