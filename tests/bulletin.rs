@@ -701,6 +701,13 @@ stages = {{ guard = 57.5, warning = 59.0, guaranteed = 61.0 }}
         text.contains("?lang=en"),
         "in the channel's language: {text}"
     );
+    // No read token here, and a public address: DingTalk's servers can fetch the chart.
+    assert!(
+        text.contains(&format!(
+            "![rain](https://flood.example.cn/hw/bulletins/{date}/rain.png)"
+        )),
+        "the rain chart as an image: {text}"
+    );
     assert!(
         robot.requests("/hook").is_empty(),
         "webhooks are for alerts"

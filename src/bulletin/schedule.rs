@@ -68,6 +68,19 @@ pub fn page_url(settings: &Settings, date: &str, lang: Language) -> String {
     )
 }
 
+/// The rain chart's address for a chat service's servers: only with `http.public_url` and no
+/// read token (they have none to send).
+pub fn public_chart_url(settings: &Settings, date: &str) -> Option<String> {
+    let base = settings.http.public_url.as_ref()?;
+    if settings.http.read_token.is_some() {
+        return None;
+    }
+    Some(format!(
+        "{}/bulletins/{date}/rain.png",
+        base.trim_end_matches('/')
+    ))
+}
+
 /// Writes the oldest bulletin that is due and not written yet, and returns its date: the last
 /// day that ended at least [`WRITE_AFTER`] before `now`, and the days since the last bulletin
 /// written (hydrowatch was down across a boundary), up to [`CATCH_UP_DAYS`] back. A journal
@@ -262,6 +275,13 @@ async fn deliver(
         Language::English => format!("Daily bulletin {}", bulletin.date),
     };
     let text = render::markdown_for_chat(bulletin, settings, lang, &link);
+    // A DingTalk robot cannot take an uploaded image, only one its servers fetch by URL: the
+    // rain chart goes in when they can, i.e. the page is published (`http.public_url`) and
+    // reading needs no token.
+    let text = match (channel.kind, public_chart_url(settings, &bulletin.date)) {
+        (ChannelKind::Dingtalk, Some(chart)) => format!("{text}\n\n![rain]({chart})"),
+        _ => text,
+    };
     let Some(request) = channels::bulletin_request(channel, &title, &text, now_millis()) else {
         return Err(Failure::Refused("not a chat channel".into()));
     };

@@ -428,3 +428,25 @@ fn an_old_day_is_served_from_its_stored_copy_once_its_readings_may_be_gone() {
     assert_eq!(to_json(&old), stored);
     assert_ne!(to_json(&load(&conn, &s, date, much_later).unwrap()), stored);
 }
+
+#[test]
+fn the_chart_goes_to_chat_servers_only_when_they_can_fetch_it() {
+    let public = format!("{CONFIG}\n[http]\npublic_url = \"https://flood.example.cn/hw/\"\n");
+    let s = crate::config::load_from_str(&public).expect("valid");
+    assert_eq!(
+        schedule::public_chart_url(&s, "2021-07-19").as_deref(),
+        Some("https://flood.example.cn/hw/bulletins/2021-07-19/rain.png")
+    );
+    let guarded = format!("{public}read_token = \"a-long-enough-read-token\"\n");
+    let s = crate::config::load_from_str(&guarded).expect("valid");
+    assert_eq!(
+        schedule::public_chart_url(&s, "2021-07-19"),
+        None,
+        "behind a token"
+    );
+    assert_eq!(
+        schedule::public_chart_url(&settings(), "2021-07-19"),
+        None,
+        "no address"
+    );
+}
