@@ -746,9 +746,11 @@ async fn an_undelivered_page_is_not_an_acknowledgement() {
     assert!(alert["acknowledged_by"].is_null(), "{alert}");
     assert_eq!(alert["open"], true);
     // The receiver saw the third page; its failure is recorded just after.
-    wait_until_async(Duration::from_secs(10), "three failed pages recorded", || {
-        notifications(&hw, "failed").len() >= 3
-    })
+    wait_until_async(
+        Duration::from_secs(10),
+        "three failed pages recorded",
+        || notifications(&hw, "failed").len() >= 3,
+    )
     .await;
     let failed = notifications(&hw, "failed");
     assert!(failed.iter().all(|f| f["team"] == "east"), "{failed:#?}");
