@@ -6,11 +6,16 @@
 //! a broker restarted without its state would otherwise leave hydrowatch connected and deaf
 //! (the "silent stall" most MQTT ingest setups suffer from).
 //!
-//! Acknowledgements are queued by the same task that polls the event loop, between two
-//! steps of one `poll`, never across a reconnect: a broker that lost its state reuses packet
-//! ids, and an acknowledgement meant for the old connection would acknowledge an
-//! uncommitted message on the new one. (rumqttc drops queued acknowledgements when a
-//! connection fails, and the connection only changes when `poll` returns.)
+//! Acknowledgements are written by the same task that polls the event loop, never across a
+//! reconnect: a broker that lost its state reuses packet ids, and an acknowledgement meant
+//! for the old connection would acknowledge an uncommitted message on the new one. Between
+//! two polls (the connection only changes inside `poll`) every committed message is
+//! acknowledged at once, straight onto the connection; while a poll waits, the oldest one
+//! goes through rumqttc's request channel to wake it (rumqttc drops queued acknowledgements
+//! when a connection fails). rumqttc itself sends one request per round of its event loop
+//! while a round reads up to ten messages: through its channel alone, acknowledgements fell
+//! ever further behind a flood, and a crash then made the broker deliver again everything
+//! committed since the flood began (docs/reliability.md, finding 7).
 //!
 //! The client accepts packets up to four times `limits.max_payload_bytes`, so that a message
 //! too large to decode arrives and is dead-lettered (`too_large`) instead of breaking the
@@ -77,9 +82,17 @@ pub async fn run(
     let mut subscription: Option<Vec<rumqttc::SubscribeFilter>> = None;
     let mut backoff = Duration::from_millis(200);
     loop {
+        // Between two polls: acknowledge everything committed so far on this connection.
+        let written = match subscription {
+            None => acks.write(&mut eventloop).await,
+            Some(_) => Ok(()), // the subscription goes out first (see below)
+        };
         // The poll future is never dropped before it completes (rumqttc's poll is not
         // cancel-safe); committed messages are acknowledged while it waits.
-        let event = {
+        let event = if let Err(e) = written {
+            eventloop.clean(); // as rumqttc does when a poll fails: reconnect on the next
+            Err(e)
+        } else {
             let poll = eventloop.poll();
             tokio::pin!(poll);
             loop {
@@ -89,7 +102,7 @@ pub async fn run(
                     }
                 }
                 if subscription.is_none() {
-                    acks.flush(&client);
+                    acks.wake(&client);
                 }
                 if waiting.len() >= MAX_WAITING {
                     // Far more than any broker keeps in flight for one client: hold the
@@ -116,6 +129,9 @@ pub async fn run(
             }
         };
         match event {
+            Ok(Event::Outgoing(
+                rumqttc::Outgoing::PubAck(pkid) | rumqttc::Outgoing::PubRec(pkid),
+            )) => acks.sent(pkid),
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 backoff = Duration::from_millis(200);
                 acks.clear();
@@ -214,18 +230,24 @@ fn oversized(e: &ConnectionError) -> Option<usize> {
     }
 }
 
-/// Room the acknowledgement queue keeps when it has drained (64 bytes an entry).
+/// Room the acknowledgement queue keeps when it has drained.
 const KEEP_ACK_CAPACITY: usize = 4096;
 
 /// Committed messages waiting to be acknowledged on the connection they arrived on.
 #[derive(Default)]
 struct Acknowledgements {
-    queue: VecDeque<rumqttc::Publish>,
+    /// Packet id and QoS of each, in the order the messages arrived.
+    queue: VecDeque<(u16, QoS)>,
+    /// The packet id of the acknowledgement handed to rumqttc's request channel to wake a
+    /// waiting poll, until the event loop reports it sent: nothing is written straight onto
+    /// the connection meanwhile, so that acknowledgements keep the order of the messages.
+    waking: Option<u16>,
 }
 
 impl Acknowledgements {
     /// Queues a committed group, keeping only messages of the current connection: the
     /// broker redelivers the others (already committed: the journal ignores the duplicate).
+    /// A QoS 0 message needs no acknowledgement.
     fn add(&mut self, status: &SourceStatus, group: Vec<AckToken>) {
         let current = status.connection.load(Ordering::SeqCst);
         if !status.connected.load(Ordering::SeqCst) {
@@ -234,27 +256,75 @@ impl Acknowledgements {
         self.queue.extend(
             group
                 .into_iter()
-                .filter(|t| t.connection == current)
-                .map(|t| t.publish),
+                .filter(|t| t.connection == current && t.publish.qos != QoS::AtMostOnce)
+                .map(|t| (t.publish.pkid, t.publish.qos)),
         );
     }
 
-    /// Hands queued acknowledgements to the client while its request channel has room; the
-    /// event loop drains that channel as it polls.
-    fn flush(&mut self, client: &AsyncClient) {
-        while let Some(publish) = self.queue.front() {
-            if client.try_ack(publish).is_err() {
-                return;
-            }
-            self.queue.pop_front();
+    /// While a poll waits (on a quiet connection, nothing else would end it): hands the oldest
+    /// acknowledgement to rumqttc's request channel, which wakes the poll; the rest follow
+    /// once it has gone out.
+    fn wake(&mut self, client: &AsyncClient) {
+        if self.waking.is_some() {
+            return;
         }
-        self.trim();
+        if let Some(&(pkid, qos)) = self.queue.front() {
+            let mut publish = rumqttc::Publish::new("", qos, Vec::new());
+            publish.pkid = pkid;
+            if client.try_ack(&publish).is_ok() {
+                self.queue.pop_front();
+                self.waking = Some(pkid);
+            }
+        }
     }
 
-    /// Under a flood the queue can grow to most of a backlog (rumqttc sends one request per
-    /// round of its event loop while it reads up to ten messages): as it drains, give that
-    /// memory back instead of keeping its largest size for good (only when it holds a quarter
-    /// of its room or less, so that shrinking stays rare).
+    /// The event loop sent an acknowledgement: the one handed to it, if it was waking it.
+    fn sent(&mut self, pkid: u16) {
+        if self.waking == Some(pkid) {
+            self.waking = None;
+        }
+    }
+
+    /// Between two polls: writes every queued acknowledgement straight onto the connection,
+    /// within the connection's timeout, unless one still waits in rumqttc's channel.
+    async fn write(&mut self, eventloop: &mut EventLoop) -> Result<(), ConnectionError> {
+        if self.waking.is_some() || self.queue.is_empty() {
+            return Ok(());
+        }
+        let Some(network) = eventloop.network.as_mut() else {
+            return Ok(());
+        };
+        let state = &mut eventloop.state;
+        let timeout = Duration::from_secs(eventloop.network_options.connection_timeout());
+        let queue = &mut self.queue;
+        let written = tokio::time::timeout(timeout, async {
+            while let Some((pkid, qos)) = queue.pop_front() {
+                let packet = match qos {
+                    QoS::AtMostOnce => continue,
+                    QoS::AtLeastOnce => Some(Packet::PubAck(rumqttc::PubAck::new(pkid))),
+                    // Never delivered on hydrowatch's QoS 1 subscriptions; the client's state
+                    // keeps QoS 2's second step.
+                    QoS::ExactlyOnce => state.handle_outgoing_packet(rumqttc::Request::PubRec(
+                        rumqttc::PubRec::new(pkid),
+                    ))?,
+                };
+                if let Some(packet) = packet {
+                    network.write(packet).await?;
+                }
+            }
+            network.flush().await
+        })
+        .await;
+        self.trim();
+        match written {
+            Ok(result) => result.map_err(ConnectionError::MqttState),
+            Err(_) => Err(ConnectionError::FlushTimeout),
+        }
+    }
+
+    /// After a flood, give back the room the queue grew to instead of keeping its largest
+    /// size for good (only when it holds a quarter of its room or less, so that shrinking
+    /// stays rare).
     fn trim(&mut self) {
         let room = KEEP_ACK_CAPACITY.max(self.queue.len() * 2);
         if self.queue.capacity() > 2 * room {
@@ -262,9 +332,11 @@ impl Acknowledgements {
         }
     }
 
-    /// The connection changed: what is queued belongs to the old one.
+    /// The connection changed: what is queued belongs to the old one, and rumqttc dropped
+    /// the acknowledgement in its channel.
     fn clear(&mut self) {
         self.queue.clear();
+        self.waking = None;
     }
 }
 
@@ -411,8 +483,8 @@ mod tests {
     #[test]
     fn a_drained_acknowledgement_queue_gives_its_memory_back() {
         let mut acks = Acknowledgements::default();
-        let publish = rumqttc::Publish::new("hydro/S1/data", QoS::AtLeastOnce, Vec::new());
-        acks.queue.extend(std::iter::repeat_n(publish, 140_000));
+        acks.queue
+            .extend(std::iter::repeat_n((1, QoS::AtLeastOnce), 140_000));
         let flood = acks.queue.capacity();
         acks.queue.drain(..120_000);
         acks.trim();
