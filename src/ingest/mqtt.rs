@@ -190,6 +190,20 @@ pub async fn run(
             }
             Ok(_) => {}
             Err(e) => {
+                // The rest of the last batch rumqttc read: committed, never acknowledged
+                // (their connection is gone; a broker that kept the session delivers them
+                // again, and the journal ignores the duplicates).
+                let connection = status.connection.load(Ordering::SeqCst);
+                for publish in stranded(&mut eventloop) {
+                    waiting.push_back(inbound(
+                        &settings,
+                        &stations,
+                        &topics,
+                        bridge.as_ref(),
+                        publish,
+                        connection,
+                    ));
+                }
                 acks.clear();
                 if status.connected.swap(false, Ordering::SeqCst) {
                     tracing::warn!(error = %e, "lost the MQTT connection; reconnecting");
@@ -217,6 +231,26 @@ pub async fn run(
             }
         }
     }
+}
+
+/// After a connection failed: the messages rumqttc read in the same batch as the last one it
+/// returned. They wait in its event buffer, which nothing in rumqttc empties, and would come
+/// out after the next ConnAck as if they had arrived on the new connection, where their
+/// acknowledgement could name another message. Also drops any acknowledgement that rumqttc
+/// keeps for the next connection (it drops PUBACKs itself, but keeps PUBRECs).
+fn stranded(eventloop: &mut EventLoop) -> Vec<rumqttc::Publish> {
+    eventloop
+        .pending
+        .retain(|r| !matches!(r, rumqttc::Request::PubAck(_) | rumqttc::Request::PubRec(_)));
+    eventloop
+        .state
+        .events
+        .drain(..)
+        .filter_map(|event| match event {
+            Event::Incoming(Packet::Publish(publish)) => Some(publish),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The size of a packet the client refused for its size, if that is what broke the
@@ -333,10 +367,11 @@ impl Acknowledgements {
     }
 
     /// The connection changed: what is queued belongs to the old one, and rumqttc dropped
-    /// the acknowledgement in its channel.
+    /// the acknowledgement in its channel (see [`stranded`]).
     fn clear(&mut self) {
         self.queue.clear();
         self.waking = None;
+        self.trim();
     }
 }
 
@@ -478,6 +513,141 @@ mod tests {
         let kept = redacted(b"team=t token=s3cret-token");
         assert!(!String::from_utf8_lossy(&kept.head).contains("s3cret"));
         assert_eq!(kept.bytes, 25);
+    }
+
+    fn connected(connection: u64) -> SourceStatus {
+        let status = SourceStatus::default();
+        status.connected.store(true, Ordering::SeqCst);
+        status.connection.store(connection, Ordering::SeqCst);
+        status
+    }
+
+    fn token(connection: u64, pkid: u16, qos: QoS) -> AckToken {
+        let mut publish = rumqttc::Publish::new("hydro/S1/data", qos, b"{}".to_vec());
+        publish.pkid = pkid;
+        AckToken::new(connection, publish)
+    }
+
+    #[test]
+    fn only_the_current_connections_messages_are_acknowledged() {
+        let mut acks = Acknowledgements::default();
+        let status = connected(2);
+        acks.add(
+            &status,
+            vec![
+                token(1, 7, QoS::AtLeastOnce),
+                token(2, 8, QoS::AtLeastOnce),
+                token(2, 9, QoS::AtMostOnce),
+                token(2, 10, QoS::AtLeastOnce),
+            ],
+        );
+        assert_eq!(
+            acks.queue,
+            [(8, QoS::AtLeastOnce), (10, QoS::AtLeastOnce)],
+            "an older connection's message and a QoS 0 one need none"
+        );
+        status.connected.store(false, Ordering::SeqCst);
+        acks.add(&status, vec![token(2, 11, QoS::AtLeastOnce)]);
+        assert_eq!(acks.queue.len(), 2, "nothing is queued while disconnected");
+    }
+
+    /// A connected event loop and the broker's end of its socket (a listener that answers
+    /// the CONNECT with a CONNACK).
+    async fn connected_eventloop() -> (AsyncClient, EventLoop, tokio::net::TcpStream) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let options = rumqttc::MqttOptions::new("t", "127.0.0.1", port);
+        let (client, mut eventloop) = AsyncClient::new(options, 10);
+        let broker = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut connect = [0_u8; 256];
+            let _ = socket.read(&mut connect).await.unwrap();
+            socket.write_all(&[0x20, 0x02, 0x00, 0x00]).await.unwrap();
+            socket
+        });
+        let event = eventloop.poll().await.expect("connected");
+        assert!(matches!(event, Event::Incoming(Packet::ConnAck(_))));
+        (client, eventloop, broker.await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_waking_acknowledgement_holds_the_others_until_it_is_sent() {
+        use tokio::io::AsyncReadExt;
+        let (client, mut eventloop, mut broker) = connected_eventloop().await;
+        let mut acks = Acknowledgements::default();
+        acks.add(
+            &connected(1),
+            (1..=3).map(|p| token(1, p, QoS::AtLeastOnce)).collect(),
+        );
+        acks.wake(&client);
+        assert_eq!(acks.waking, Some(1), "the oldest goes through the channel");
+        acks.wake(&client);
+        assert_eq!(acks.queue.len(), 2, "one at a time");
+        acks.write(&mut eventloop).await.expect("nothing to write");
+        assert_eq!(
+            acks.queue,
+            [(2, QoS::AtLeastOnce), (3, QoS::AtLeastOnce)],
+            "nothing overtakes the acknowledgement in the channel"
+        );
+        // The event loop sends it and reports it.
+        let event = eventloop.poll().await.expect("sent");
+        let Event::Outgoing(rumqttc::Outgoing::PubAck(pkid)) = event else {
+            panic!("{event:?}");
+        };
+        acks.sent(pkid + 1);
+        assert_eq!(
+            acks.waking,
+            Some(1),
+            "another packet id's report changes nothing"
+        );
+        acks.sent(pkid);
+        assert_eq!(acks.waking, None);
+        acks.write(&mut eventloop).await.expect("written");
+        assert!(acks.queue.is_empty());
+        let mut wire = [0_u8; 12];
+        broker.read_exact(&mut wire).await.unwrap();
+        assert_eq!(
+            wire,
+            [0x40, 2, 0, 1, 0x40, 2, 0, 2, 0x40, 2, 0, 3],
+            "three PUBACKs, in the order of the messages"
+        );
+        acks.add(&connected(1), vec![token(1, 4, QoS::AtLeastOnce)]);
+        acks.wake(&client);
+        acks.clear();
+        assert!(
+            acks.waking.is_none() && acks.queue.is_empty(),
+            "a new connection starts clean"
+        );
+    }
+
+    #[test]
+    fn messages_stranded_in_a_failed_connections_batch_are_handed_back() {
+        let options = rumqttc::MqttOptions::new("t", "127.0.0.1", 1);
+        let (_client, mut eventloop) = AsyncClient::new(options, 10);
+        let publish = |pkid| {
+            let mut p = rumqttc::Publish::new("hydro/S1/data", QoS::AtLeastOnce, b"{}".to_vec());
+            p.pkid = pkid;
+            Event::Incoming(Packet::Publish(p))
+        };
+        eventloop
+            .state
+            .events
+            .extend([publish(2), Event::Incoming(Packet::PingResp), publish(3)]);
+        eventloop
+            .pending
+            .push_back(rumqttc::Request::PubRec(rumqttc::PubRec::new(5)));
+        eventloop
+            .pending
+            .push_back(rumqttc::Request::PingReq(rumqttc::PingReq));
+        let back: Vec<u16> = stranded(&mut eventloop).iter().map(|p| p.pkid).collect();
+        assert_eq!(back, [2, 3]);
+        assert!(eventloop.state.events.is_empty());
+        assert_eq!(
+            eventloop.pending.len(),
+            1,
+            "only the acknowledgement is dropped"
+        );
     }
 
     #[test]
