@@ -75,6 +75,16 @@ pub async fn run(
     if let Some(b) = &bridge {
         topics.extend(b.filters.iter().cloned());
     }
+    let command = |publish, connection| {
+        inbound(
+            &settings,
+            &stations,
+            &topics,
+            bridge.as_ref(),
+            publish,
+            connection,
+        )
+    };
     let mut acks = Acknowledgements::default();
     // Decoded messages the writer's queue had no room for yet, in arrival order.
     let mut waiting: VecDeque<Command> = VecDeque::new();
@@ -174,19 +184,12 @@ pub async fn run(
                 // nothing arriving, the unanswered ping stays unanswered.
                 eventloop.state.await_pingresp = false;
                 let connection = status.connection.load(Ordering::SeqCst);
-                let command = inbound(
-                    &settings,
-                    &stations,
-                    &topics,
-                    bridge.as_ref(),
-                    publish,
-                    connection,
-                );
                 // Never wait for the writer here: the event loop must keep being polled, or
                 // the keep-alive lapses while the journal is busy and the broker redelivers
-                // everything in flight on the next connection. The broker bounds what can
-                // wait: it sends no more than its in-flight window of unacknowledged messages.
-                waiting.push_back(command);
+                // everything in flight on the next connection. What waits is bounded by
+                // MAX_WAITING, not by the broker: Mosquitto 2.0 goes past its in-flight
+                // window once a client acknowledges (docs/reliability.md, finding 7).
+                waiting.push_back(command(publish, connection));
             }
             Ok(_) => {}
             Err(e) => {
@@ -195,14 +198,7 @@ pub async fn run(
                 // again, and the journal ignores the duplicates).
                 let connection = status.connection.load(Ordering::SeqCst);
                 for publish in stranded(&mut eventloop) {
-                    waiting.push_back(inbound(
-                        &settings,
-                        &stations,
-                        &topics,
-                        bridge.as_ref(),
-                        publish,
-                        connection,
-                    ));
+                    waiting.push_back(command(publish, connection));
                 }
                 acks.clear();
                 if status.connected.swap(false, Ordering::SeqCst) {
