@@ -588,7 +588,10 @@ async fn a_tencent_keypress_acknowledges_the_alert_its_call_was_for() {
         let request: Value = serde_json::from_slice(body).unwrap_or_default();
         let session = request["SessionContext"].as_str().unwrap_or("").to_string();
         let mut log = log.lock().unwrap();
-        let call_id = format!("{:08x}-403c-11eb-96b8-525400476c37", 0x1258_2bce + log.len());
+        let call_id = format!(
+            "{:08x}-403c-11eb-96b8-525400476c37",
+            0x1258_2bce + log.len()
+        );
         log.push((session.clone(), call_id.clone()));
         serde_json::json!({"Response": {
             "SendStatus": {"CallId": call_id, "SessionContext": session},
@@ -687,7 +690,11 @@ async fn a_tencent_keypress_acknowledges_the_alert_its_call_was_for() {
     .await;
     let a_steps = steps_for(&rx, &alert_a);
     tokio::time::sleep(Duration::from_secs(4)).await;
-    assert_eq!(steps_for(&rx, &alert_a), a_steps, "no step for A after its answer");
+    assert_eq!(
+        steps_for(&rx, &alert_a),
+        a_steps,
+        "no step for A after its answer"
+    );
 
     // The audit names the call: placed with its provider id, and the keypress reported on it
     // for the event it was about.

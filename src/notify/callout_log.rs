@@ -1,10 +1,12 @@
 //! The 叫应 tables' SQL: the steps taken for each alert (`callout_steps`, the callout timers'
-//! durable state) and the audit of every page, call result and acknowledgement with its time
-//! and person (`callout_log`). Deliveries come from the outbox, so the audit shows what each
+//! durable state), the audit of every page, call result and acknowledgement with its time
+//! and person (`callout_log`), and the voice calls each provider accepted, by the id it gave
+//! them (`voice_calls`). Deliveries come from the outbox, so the audit shows what each
 //! channel did with each page without a second copy of it.
 //!
 //! The writer calls the `record_*` and `log_*` functions inside the transaction of the event
-//! they belong to; the API reads [`audit`] and [`unreached`].
+//! they belong to, the dispatcher [`record_call`] in its own; the API reads [`audit`] and
+//! [`unreached`].
 
 use rusqlite::{params, Connection};
 use serde::Serialize;
@@ -167,6 +169,68 @@ pub fn steps(conn: &Connection, alert_id: &str) -> Result<Vec<Step>, JournalErro
     Ok(out)
 }
 
+/// A voice call a provider accepted, under the id it gave the call. Tencent's call reports
+/// name the call by that id alone (`callid`): this is how a keypress finds the alert it
+/// answers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlacedCall {
+    pub call_id: String,
+    pub event_id: String,
+    pub alert_id: String,
+    pub phone: String,
+    /// `{team}/{channel id}`.
+    pub destination: String,
+    pub placed_ms: Millis,
+}
+
+/// Records a call the provider accepted (the dispatcher, in its own write transaction,
+/// before the page is marked delivered). The same id twice is the same call: kept once.
+pub fn record_call(conn: &Connection, call: &PlacedCall) -> Result<(), JournalError> {
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO voice_calls
+           (call_id, event_id, alert_id, phone, destination, placed_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        call.call_id,
+        call.event_id,
+        call.alert_id,
+        call.phone,
+        call.destination,
+        call.placed_ms
+    ])?;
+    Ok(())
+}
+
+/// The call a provider's call id names, if hydrowatch placed it (and retention kept it).
+pub fn placed_call(conn: &Connection, call_id: &str) -> Result<Option<PlacedCall>, JournalError> {
+    use rusqlite::OptionalExtension;
+    Ok(conn
+        .prepare_cached(
+            "SELECT call_id, event_id, alert_id, phone, destination, placed_ms
+             FROM voice_calls WHERE call_id = ?1",
+        )?
+        .query_row([call_id], placed_row)
+        .optional()?)
+}
+
+fn placed_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PlacedCall> {
+    Ok(PlacedCall {
+        call_id: r.get(0)?,
+        event_id: r.get(1)?,
+        alert_id: r.get(2)?,
+        phone: r.get(3)?,
+        destination: r.get(4)?,
+        placed_ms: r.get(5)?,
+    })
+}
+
+/// The event a call report's reference names: the reference itself (hydrowatch's event id,
+/// as Aliyun's `out_id` returns it), or the event of the call a provider's call id names.
+pub fn event_of_reference(conn: &Connection, reference: &str) -> Result<String, JournalError> {
+    Ok(placed_call(conn, reference)?.map_or_else(|| reference.to_string(), |c| c.event_id))
+}
+
 /// The open alerts `person` was called for, newest call first, with the team that called.
 pub fn alerts_calling(
     conn: &Connection,
@@ -323,6 +387,26 @@ pub fn audit(
         for c in &callees {
             out.push(base().with_callee(c));
         }
+    }
+    // Each call a provider accepted, with the id its call reports name it by.
+    let mut stmt = conn.prepare_cached(
+        "SELECT call_id, event_id, alert_id, phone, destination, placed_ms FROM voice_calls
+         WHERE alert_id = ?1 ORDER BY placed_ms LIMIT ?2",
+    )?;
+    for call in stmt.query_map(params![alert_id, limit as i64], placed_row)? {
+        let call = call?;
+        let mut e = Entry::new(alert_id, call.placed_ms, "call_placed");
+        if let Some(p) = settings.person_by_phone(&call.phone) {
+            e = e.with_callee(&callout::callee(p, None));
+        }
+        if let Some((team, channel)) = call.destination.rsplit_once('/') {
+            e.team = Some(team.to_string());
+            e.channel = Some(channel.to_string());
+        }
+        e.phone = Some(call.phone);
+        e.event_id = Some(call.event_id);
+        e.detail = Some(format!("provider call id {}", call.call_id));
+        out.push(e);
     }
     out.sort_by_key(|e| e.at);
     out.truncate(limit);
@@ -517,68 +601,109 @@ pub fn log_answer(
             .map_or(channel, |(_, c)| c)
             .to_string(),
     );
-    e.event_id = answer.reference.clone();
+    // A provider's call id is not an event: the line names the call's event, and the call.
+    let call = match answer.reference.as_deref() {
+        Some(reference) => placed_call(conn, reference)?,
+        None => None,
+    };
+    e.event_id = call
+        .as_ref()
+        .map(|c| c.event_id.clone())
+        .or_else(|| answer.reference.clone());
+    let on_call = call.map_or_else(String::new, |c| format!(" on call {}", c.call_id));
     e.detail = Some(match answer.outcome.detail() {
         Some(d) => format!(
-            "{} {d} (reported at {})",
+            "{} {d} (reported at {}){on_call}",
             answer.outcome.as_str(),
             answer.at
         ),
-        None => format!("{} (reported at {})", answer.outcome.as_str(), answer.at),
+        None => format!(
+            "{} (reported at {}){on_call}",
+            answer.outcome.as_str(),
+            answer.at
+        ),
     });
     log(conn, &e)
 }
 
-/// The open alerts an answer is about, each with the team it acknowledges for: the alert (or
-/// event) its reference names, else every open, unacknowledged alert that called `person`.
-/// No person and no reference: none (the answer is still logged, for no alert).
+/// The open alerts an answer is about, each with the team it acknowledges for.
+///
+/// With a reference: the alert it names (an alert id, an event id, or the provider's id of a
+/// call hydrowatch placed), and only that alert; none when that alert is no longer open (a
+/// keypress on the call for one alert never acknowledges another). Without a reference (an
+/// SMS reply, a gateway that sends none): every open, unacknowledged alert that called
+/// `person`.
+///
+/// A reference hydrowatch does not know: on a channel whose reports name each call by the
+/// provider's call id (`calls_recorded`: Tencent, Aliyun), it names a call not recorded (a
+/// report that overtook the record, or a call placed before call ids were kept), so the
+/// answer is taken for the alert that called `person` only when exactly one open,
+/// unacknowledged alert did, and for none otherwise: the 叫应 chains go on rather than end
+/// on a guess. On other channels (an SMS gateway's own message id) every open,
+/// unacknowledged alert that called `person`, as without a reference.
+///
+/// No person and no known reference: none (the answer is still logged, for no alert).
 pub fn answer_targets(
     conn: &Connection,
     settings: &Settings,
     open: &[Alert],
     person: Option<&str>,
     reference: Option<&str>,
+    calls_recorded: bool,
 ) -> Result<Vec<(String, String)>, JournalError> {
     let called = match person {
         Some(p) => alerts_calling(conn, p)?,
         None => Vec::new(),
     };
-    if let Some(reference) = reference {
-        let alert_id = match open.iter().find(|a| a.alert_id == reference) {
-            Some(a) => Some(a.alert_id.clone()),
-            None => alert_of_event(conn, reference)?,
-        };
-        if let Some(alert) = alert_id.and_then(|id| open.iter().find(|a| a.alert_id == id)) {
-            let team = match called.iter().find(|(a, _)| *a == alert.alert_id) {
-                Some((_, team)) => Some(team.clone()),
-                None => {
-                    // Not called by name (an inline member, a channel's fixed phones): the
-                    // first team that may acknowledge and lists the person.
-                    let paged = journal::paged_teams(conn, &alert.alert_id)?;
-                    let teams = super::teams_for(settings, alert, &paged);
-                    teams
-                        .iter()
-                        .find(|t| {
-                            settings.team(t).is_some_and(|team| {
-                                team.members
-                                    .iter()
-                                    .any(|m| person.is_some() && m.person.as_deref() == person)
-                            })
-                        })
-                        .or(teams.first())
-                        .cloned()
-                }
-            };
-            if let Some(team) = team {
-                return Ok(vec![(alert.alert_id.clone(), team)]);
-            }
-        }
-    }
-    Ok(called
-        .into_iter()
+    let unanswered: Vec<(String, String)> = called
+        .iter()
         .filter(|(a, _)| {
             open.iter()
                 .any(|o| o.alert_id == *a && o.acknowledged_by.is_none())
         })
-        .collect())
+        .cloned()
+        .collect();
+    let Some(reference) = reference else {
+        return Ok(unanswered);
+    };
+    let alert_id = match open.iter().find(|a| a.alert_id == reference) {
+        Some(a) => Some(a.alert_id.clone()),
+        None => match placed_call(conn, reference)? {
+            Some(call) => Some(call.alert_id),
+            None => alert_of_event(conn, reference)?,
+        },
+    };
+    let Some(alert_id) = alert_id else {
+        return Ok(if calls_recorded && unanswered.len() > 1 {
+            Vec::new()
+        } else {
+            unanswered
+        });
+    };
+    let Some(alert) = open.iter().find(|a| a.alert_id == alert_id) else {
+        return Ok(Vec::new());
+    };
+    let team = match called.iter().find(|(a, _)| *a == alert.alert_id) {
+        Some((_, team)) => Some(team.clone()),
+        None => {
+            // Not called by name (an inline member, a channel's fixed phones): the
+            // first team that may acknowledge and lists the person.
+            let paged = journal::paged_teams(conn, &alert.alert_id)?;
+            let teams = super::teams_for(settings, alert, &paged);
+            teams
+                .iter()
+                .find(|t| {
+                    settings.team(t).is_some_and(|team| {
+                        team.members
+                            .iter()
+                            .any(|m| person.is_some() && m.person.as_deref() == person)
+                    })
+                })
+                .or(teams.first())
+                .cloned()
+        }
+    };
+    Ok(team
+        .map(|team| vec![(alert.alert_id.clone(), team)])
+        .unwrap_or_default())
 }

@@ -170,7 +170,12 @@ async fn handle(
             answered: 200,
             accepted: true,
         });
-        return (StatusCode::OK, [("content-type", "application/json")], answer).into_response();
+        return (
+            StatusCode::OK,
+            [("content-type", "application/json")],
+            answer,
+        )
+            .into_response();
     }
     let scripted = inner.script.lock().unwrap().pop_front();
     let reply = scripted.unwrap_or_else(|| {
@@ -260,7 +265,11 @@ impl Receiver {
 
     /// From now on, answers every request whose path starts with `path` with 200 and the
     /// JSON `respond` computes from its body (after the rules of [`Receiver::refuse`]).
-    pub fn respond_with(&self, path: &str, respond: impl Fn(&[u8]) -> String + Send + Sync + 'static) {
+    pub fn respond_with(
+        &self,
+        path: &str,
+        respond: impl Fn(&[u8]) -> String + Send + Sync + 'static,
+    ) {
         self.inner
             .responders
             .lock()
