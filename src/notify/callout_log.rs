@@ -707,3 +707,205 @@ pub fn answer_targets(
         .map(|team| vec![(alert.alert_id.clone(), team)])
         .unwrap_or_default())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = r#"
+[[people]]
+id = "wang"
+name = "王队长"
+phone = "13800000001"
+
+[[teams]]
+id = "east"
+members = ["wang"]
+
+[[stations]]
+id = "s1"
+team = "east"
+stages = { guard = 1.0, warning = 2.0 }
+
+[[stations]]
+id = "s2"
+team = "east"
+stages = { guard = 1.0, warning = 2.0 }
+"#;
+
+    fn alert(id: &str, station: &str) -> Alert {
+        Alert {
+            alert_id: id.into(),
+            station: station.into(),
+            rule: "stage".into(),
+            state: AlertState::Firing,
+            stage: "warning".into(),
+            stage_index: 1,
+            value: 2.5,
+            threshold: 2.0,
+            opened_at: 0,
+            updated_at: 0,
+            acknowledged_by: None,
+            acknowledged_at: None,
+        }
+    }
+
+    /// Alerts a1 (event e1, station s1) and a2 (event e2, station s2), both open, both having
+    /// paged 王队长, and the Tencent call for e1 recorded as `call-a`.
+    fn journal() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let conn = journal::open(&dir.path().join("j.db")).expect("journal");
+        for (seq, (alert_id, event_id, station)) in
+            [("a1", "e1", "s1"), ("a2", "e2", "s2")].iter().enumerate()
+        {
+            conn.execute(
+                "INSERT INTO alerts VALUES (?1, ?2, 'stage', 1, 0, '{}')",
+                [alert_id, station],
+            )
+            .expect("alert");
+            conn.execute(
+                "INSERT INTO alert_events (seq, event_id, alert_id, created_ms, json)
+                 VALUES (?1, ?2, ?3, 0, '{}')",
+                params![seq as i64 + 1, event_id, alert_id],
+            )
+            .expect("event");
+            let mut e = Entry::new(alert_id, 10, "page");
+            e.team = Some("east".into());
+            e.person = Some("wang".into());
+            e.phone = Some("13800000001".into());
+            e.event_id = Some(event_id.to_string());
+            log(&conn, &e).expect("page");
+        }
+        record_call(&conn, &call("call-a", "e1", "a1")).expect("recorded");
+        (dir, conn)
+    }
+
+    fn call(call_id: &str, event_id: &str, alert_id: &str) -> PlacedCall {
+        PlacedCall {
+            call_id: call_id.into(),
+            event_id: event_id.into(),
+            alert_id: alert_id.into(),
+            phone: "13800000001".into(),
+            destination: "east/tencent".into(),
+            placed_ms: 20,
+        }
+    }
+
+    fn ids(targets: Vec<(String, String)>) -> Vec<String> {
+        targets.into_iter().map(|(a, _)| a).collect()
+    }
+
+    #[test]
+    fn a_call_id_answers_for_the_alert_its_call_was_for_only() {
+        let settings = crate::config::load_from_str(CONFIG).expect("valid");
+        let (_dir, conn) = journal();
+        let open = [alert("a1", "s1"), alert("a2", "s2")];
+        let targets = |reference: Option<&str>, recorded: bool| {
+            ids(
+                answer_targets(&conn, &settings, &open, Some("wang"), reference, recorded)
+                    .expect("targets"),
+            )
+        };
+        assert_eq!(targets(Some("call-a"), true), ["a1"]);
+        assert_eq!(
+            targets(Some("e2"), true),
+            ["a2"],
+            "an event id, as Aliyun's out_id"
+        );
+        assert_eq!(targets(Some("a2"), false), ["a2"], "an alert id");
+        // No reference (an SMS reply): every open, unacknowledged alert that called him.
+        assert_eq!(targets(None, true), ["a2", "a1"]);
+        // A call id not recorded: on a voice API that names its calls, two alerts called
+        // him, so it answers for neither; elsewhere (an SMS gateway's own id) for both.
+        assert!(targets(Some("call-unknown"), true).is_empty());
+        assert_eq!(targets(Some("call-unknown"), false), ["a2", "a1"]);
+        // With one alert left calling him, that one is the call he answered.
+        let mut a2_acknowledged = alert("a2", "s2");
+        a2_acknowledged.acknowledged_by = Some("east".into());
+        let one = [alert("a1", "s1"), a2_acknowledged];
+        let got = answer_targets(&conn, &settings, &one, Some("wang"), Some("call-x"), true);
+        assert_eq!(ids(got.expect("targets")), ["a1"]);
+        // The call's alert is over: the keypress answers for no other alert.
+        let only_a2 = [alert("a2", "s2")];
+        let got = answer_targets(
+            &conn,
+            &settings,
+            &only_a2,
+            Some("wang"),
+            Some("call-a"),
+            true,
+        );
+        assert!(got.expect("targets").is_empty());
+    }
+
+    #[test]
+    fn a_call_result_names_the_calls_event_and_the_audit_shows_the_call() {
+        let settings = crate::config::load_from_str(CONFIG).expect("valid");
+        let (_dir, conn) = journal();
+        // The same id recorded twice is one call.
+        record_call(&conn, &call("call-a", "e2", "a2")).expect("ignored");
+        assert_eq!(
+            placed_call(&conn, "call-a").expect("read"),
+            Some(call("call-a", "e1", "a1"))
+        );
+        assert_eq!(event_of_reference(&conn, "call-a").expect("read"), "e1");
+        assert_eq!(event_of_reference(&conn, "e2").expect("read"), "e2");
+        let answer = callout::Answer {
+            phone: "13800000001".into(),
+            outcome: callout::CallOutcome::Keypress("1".into()),
+            at: 30,
+            reference: Some("call-a".into()),
+        };
+        log_answer(
+            &conn,
+            "a1",
+            "east",
+            "east/tencent",
+            Some("wang"),
+            &answer,
+            40,
+        )
+        .expect("log");
+        let lines = audit(&conn, &settings, "a1", 100).expect("audit");
+        let placed = lines
+            .iter()
+            .find(|e| e.kind == "call_placed")
+            .expect("the placed call");
+        assert_eq!(placed.person.as_deref(), Some("wang"));
+        assert_eq!(placed.channel.as_deref(), Some("tencent"));
+        assert_eq!(placed.event_id.as_deref(), Some("e1"));
+        assert_eq!(placed.detail.as_deref(), Some("provider call id call-a"));
+        let result = lines
+            .iter()
+            .find(|e| e.kind == "call_result")
+            .expect("the result");
+        assert_eq!(result.event_id.as_deref(), Some("e1"));
+        assert!(
+            result
+                .detail
+                .as_deref()
+                .is_some_and(|d| d.ends_with("on call call-a")),
+            "{result:?}"
+        );
+        assert!(audit(&conn, &settings, "a2", 100)
+            .expect("audit")
+            .iter()
+            .all(|e| e.kind != "call_placed"));
+    }
+
+    #[test]
+    fn retention_keeps_the_calls_of_open_alerts() {
+        let (_dir, conn) = journal();
+        record_call(&conn, &call("call-b", "e2", "a2")).expect("recorded");
+        conn.execute("UPDATE alerts SET open = 0 WHERE alert_id = 'a1'", [])
+            .expect("closed");
+        let pruned = journal::prune(&conn, i64::MAX, 1_000, None).expect("pruned");
+        assert!(pruned.callouts >= 1, "{pruned:?}");
+        assert_eq!(placed_call(&conn, "call-a").expect("read"), None);
+        assert!(placed_call(&conn, "call-b").expect("read").is_some());
+        // Newer than the retention: kept, even for a closed alert.
+        record_call(&conn, &call("call-c", "e1", "a1")).expect("recorded");
+        journal::prune(&conn, i64::MAX, 10, None).expect("pruned");
+        assert!(placed_call(&conn, "call-c").expect("read").is_some());
+    }
+}
