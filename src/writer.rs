@@ -739,6 +739,9 @@ impl<'c> Step<'c> {
             .map(|p| p.id.clone());
         let confirm_digit = crate::notify::lookup(self.settings, channel)
             .map_or("1", |(_, c)| c.confirm_digit.as_str());
+        let calls_recorded = crate::notify::lookup(self.settings, channel)
+            .and_then(|(_, c)| c.voice.as_ref())
+            .is_some_and(|v| crate::notify::voice::records_call_ids(v.provider));
         let open: Vec<Alert> = self.state.engine.open_alerts().cloned().collect();
         let targets = callout_log::answer_targets(
             self.tx,
@@ -746,6 +749,7 @@ impl<'c> Step<'c> {
             &open,
             person.as_deref(),
             answer.reference.as_deref(),
+            calls_recorded,
         )?;
         for (alert_id, team) in &targets {
             callout_log::log_answer(

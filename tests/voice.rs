@@ -517,3 +517,213 @@ async fn an_acknowledged_alert_stops_its_retried_calls() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(tries(), after_ack, "no call after the acknowledgement");
 }
+
+const TWO_STATIONS_ONE_OFFICER: &str = r#"
+[[people]]
+id = "wang"
+name = "王队长"
+phone = "13800000001"
+superior = "li"
+
+[[people]]
+id = "li"
+name = "李镇长"
+phone = "13800000003"
+
+[[teams]]
+id = "east"
+token = "east-token"
+members = ["wang"]
+respond_within = "3s"
+  [[teams.channels]]
+  id = "tencent"
+  kind = "voice"
+  provider = "tencent"
+  url = "@RX@/tencent/"
+  key_id = "AKID-test-id"
+  secret = "tencent-test-secret"
+  template = "4356"
+  app_id = "1400006666"
+  callback_key = "tencent-callback-key"
+  [[teams.channels]]
+  id = "hook"
+  kind = "webhook"
+  url = "@RX@/hook"
+
+[[stations]]
+id = "s1"
+name = "横排头"
+team = "east"
+stages = { guard = 1.0, warning = 2.0 }
+
+[[stations]]
+id = "s2"
+name = "响洪甸"
+team = "east"
+stages = { guard = 1.0, warning = 2.0 }
+"#;
+
+/// The unanswered pages (叫应 steps) the webhook received for `alert_id`, one per event.
+fn steps_for(rx: &Receiver, alert_id: &str) -> usize {
+    let mut seen = std::collections::HashSet::new();
+    rx.delivered("/hook")
+        .into_iter()
+        .filter(|e| e["state"] == "unanswered" && e["alert_id"] == alert_id)
+        .filter(|e| seen.insert(e["event_id"].to_string()))
+        .count()
+}
+
+/// Tencent's call reports name the call only by the `callid` its SendTtsVoice answer gave:
+/// a keypress on the call for one alert acknowledges that alert, not every alert that
+/// called the same person.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tencent_keypress_acknowledges_the_alert_its_call_was_for() {
+    let mqtt = Mosquitto::start(false);
+    let rx = Receiver::start().await;
+    // SendTtsVoice answers as Tencent documents: Response.SendStatus.CallId, a fresh one per
+    // call, with the SessionContext sent.
+    let placed: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>> = Default::default();
+    let log = placed.clone();
+    rx.respond_with("/tencent/", move |body| {
+        let request: Value = serde_json::from_slice(body).unwrap_or_default();
+        let session = request["SessionContext"].as_str().unwrap_or("").to_string();
+        let mut log = log.lock().unwrap();
+        let call_id = format!(
+            "{:08x}-403c-11eb-96b8-525400476c37",
+            0x1258_2bce + log.len()
+        );
+        log.push((session.clone(), call_id.clone()));
+        serde_json::json!({"Response": {
+            "SendStatus": {"CallId": call_id, "SessionContext": session},
+            "RequestId": format!("req-{}", log.len()),
+        }})
+        .to_string()
+    });
+    let config = HwConfig::new(&mqtt)
+        .body(&TWO_STATIONS_ONE_OFFICER.replace("@RX@", &rx.url("")))
+        .build();
+    let hw = Hydrowatch::start_ready(&config, Duration::from_secs(30));
+    publish_all(
+        mqtt.port(),
+        vec![
+            (
+                "hydro/s1/data".into(),
+                br#"{"time":"2021-07-20T08:05:00+08:00","level_m":2.5}"#.to_vec(),
+            ),
+            (
+                "hydro/s2/data".into(),
+                br#"{"time":"2021-07-20T08:05:00+08:00","level_m":2.6}"#.to_vec(),
+            ),
+        ],
+    )
+    .await;
+    wait_until_async(
+        Duration::from_secs(15),
+        "both firing pages, each with its call to wang",
+        || {
+            let firing = rx
+                .delivered("/hook")
+                .iter()
+                .filter(|e| e["state"] == "firing")
+                .count();
+            let calls = placed.lock().unwrap().len();
+            firing >= 2 && calls >= 2
+        },
+    )
+    .await;
+    let firing = |station: &str| {
+        rx.delivered("/hook")
+            .into_iter()
+            .find(|e| e["state"] == "firing" && e["station"] == station)
+            .unwrap_or_else(|| panic!("a firing page for {station}"))
+    };
+    let (a, b) = (firing("s1"), firing("s2"));
+    let alert_a = a["alert_id"].as_str().unwrap().to_string();
+    let alert_b = b["alert_id"].as_str().unwrap().to_string();
+    let call_for_a = placed
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(session, _)| *session == a["event_id"].as_str().unwrap())
+        .map(|(_, call_id)| call_id.clone())
+        .expect("a call for alert A");
+    let b_steps_before = steps_for(&rx, &alert_b);
+
+    // 王队长 presses 1 on the call about 横排头 (s1).
+    let key = serde_json::json!({"voicekey_callback": {
+        "call_from": "", "callid": call_for_a, "keypress": "1", "mobile": "13800000001",
+        "nationcode": "86", "keypress_time": now_ms() / 1000,
+    }})
+    .to_string();
+    let (status, body) = hw.http_post(
+        "/api/v1/callbacks/tencent?key=tencent-callback-key",
+        key.as_bytes(),
+        &[("Content-Type", "application/json")],
+    );
+    assert_eq!(status, 200, "{body}");
+    let result: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(result[0]["person"], "wang", "{result}");
+    assert_eq!(
+        result[0]["acknowledged"],
+        serde_json::json!([alert_a]),
+        "only the alert the call was for (A = {alert_a}, B = {alert_b})"
+    );
+
+    let (_, open) = hw.http_get("/api/v1/alerts?state=open");
+    let open: Value = serde_json::from_str(&open).unwrap();
+    let acknowledged_by = |id: &str| {
+        open.as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.get("alert").unwrap_or(a))
+            .find(|a| a["alert_id"] == id)
+            .map(|a| a["acknowledged_by"].clone())
+            .unwrap_or_else(|| panic!("{id} open: {open}"))
+    };
+    assert_eq!(acknowledged_by(&alert_a), "east");
+    assert_eq!(acknowledged_by(&alert_b), Value::Null, "B stays unanswered");
+
+    // B's 叫应 chain goes on; A's has stopped.
+    wait_until_async(Duration::from_secs(15), "B's next callout step", || {
+        steps_for(&rx, &alert_b) > b_steps_before
+    })
+    .await;
+    let a_steps = steps_for(&rx, &alert_a);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        steps_for(&rx, &alert_a),
+        a_steps,
+        "no step for A after its answer"
+    );
+
+    // The audit names the call: placed with its provider id, and the keypress reported on it
+    // for the event it was about.
+    let (status, audit) = hw.http_get(&format!("/api/v1/alerts/{alert_a}/callouts"));
+    assert_eq!(status, 200, "{audit}");
+    let audit: Value = serde_json::from_str(&audit).unwrap();
+    let entries = audit.as_array().unwrap();
+    let placed_entry = entries
+        .iter()
+        .find(|e| e["kind"] == "call_placed")
+        .unwrap_or_else(|| panic!("a call_placed line: {audit:#}"));
+    assert_eq!(placed_entry["person"], "wang");
+    assert_eq!(placed_entry["channel"], "tencent");
+    assert_eq!(placed_entry["event_id"], a["event_id"]);
+    assert!(
+        placed_entry["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&call_for_a),
+        "{placed_entry}"
+    );
+    let result = entries
+        .iter()
+        .find(|e| e["kind"] == "call_result")
+        .unwrap_or_else(|| panic!("a call_result line: {audit:#}"));
+    assert_eq!(result["event_id"], a["event_id"], "{result}");
+    let (_, audit_b) = hw.http_get(&format!("/api/v1/alerts/{alert_b}/callouts"));
+    assert!(
+        !audit_b.contains("acknowledgement") && !audit_b.contains(&call_for_a),
+        "{audit_b}"
+    );
+}

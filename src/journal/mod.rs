@@ -147,6 +147,19 @@ CREATE TABLE IF NOT EXISTS callout_log (
 CREATE INDEX IF NOT EXISTS callout_log_alert ON callout_log (alert_id, id);
 CREATE INDEX IF NOT EXISTS callout_log_person ON callout_log (person, id);
 
+-- Voice calls the provider accepted, by the id it gave the call (notify::callout_log): a call
+-- report that names only that id (Tencent's `callid`) answers for this event and alert.
+-- Pruned with the callout audit.
+CREATE TABLE IF NOT EXISTS voice_calls (
+    call_id     TEXT    PRIMARY KEY,
+    event_id    TEXT    NOT NULL,
+    alert_id    TEXT    NOT NULL,
+    phone       TEXT    NOT NULL,
+    destination TEXT    NOT NULL,
+    placed_ms   INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS voice_calls_alert ON voice_calls (alert_id, placed_ms);
+
 -- Every SL 651 frame as received (all packets of a multi-packet report), for audit: the
 -- readings keep only the mapped elements. Deleted after `journal.retention`, like readings.
 CREATE TABLE IF NOT EXISTS sl651_frames (
@@ -1069,7 +1082,17 @@ pub fn prune(
                 "DELETE FROM callout_steps WHERE at_ms < ?1
                    AND alert_id NOT IN (SELECT alert_id FROM alerts WHERE open = 1)",
             )?
-            .execute([before_ms])?,
+            .execute([before_ms])?
+            + in_chunks(|| {
+                Ok(conn
+                    .prepare_cached(
+                        "DELETE FROM voice_calls WHERE call_id IN (
+                           SELECT v.call_id FROM voice_calls v
+                           LEFT JOIN alerts a ON a.alert_id = v.alert_id
+                           WHERE v.placed_ms < ?1 AND coalesce(a.open, 0) = 0 LIMIT ?2)",
+                    )?
+                    .execute(params![before_ms, PRUNE_CHUNK])?)
+            })?,
         bulletins: {
             let cutoff = before_ms.min(now_ms - BULLETIN_KEEP_MS);
             conn.prepare_cached(

@@ -1,10 +1,12 @@
 //! The 叫应 tables' SQL: the steps taken for each alert (`callout_steps`, the callout timers'
-//! durable state) and the audit of every page, call result and acknowledgement with its time
-//! and person (`callout_log`). Deliveries come from the outbox, so the audit shows what each
+//! durable state), the audit of every page, call result and acknowledgement with its time
+//! and person (`callout_log`), and the voice calls each provider accepted, by the id it gave
+//! them (`voice_calls`). Deliveries come from the outbox, so the audit shows what each
 //! channel did with each page without a second copy of it.
 //!
 //! The writer calls the `record_*` and `log_*` functions inside the transaction of the event
-//! they belong to; the API reads [`audit`] and [`unreached`].
+//! they belong to, the dispatcher [`record_call`] in its own; the API reads [`audit`] and
+//! [`unreached`].
 
 use rusqlite::{params, Connection};
 use serde::Serialize;
@@ -167,6 +169,68 @@ pub fn steps(conn: &Connection, alert_id: &str) -> Result<Vec<Step>, JournalErro
     Ok(out)
 }
 
+/// A voice call a provider accepted, under the id it gave the call. Tencent's call reports
+/// name the call by that id alone (`callid`): this is how a keypress finds the alert it
+/// answers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlacedCall {
+    pub call_id: String,
+    pub event_id: String,
+    pub alert_id: String,
+    pub phone: String,
+    /// `{team}/{channel id}`.
+    pub destination: String,
+    pub placed_ms: Millis,
+}
+
+/// Records a call the provider accepted (the dispatcher, in its own write transaction,
+/// before the page is marked delivered). The same id twice is the same call: kept once.
+pub fn record_call(conn: &Connection, call: &PlacedCall) -> Result<(), JournalError> {
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO voice_calls
+           (call_id, event_id, alert_id, phone, destination, placed_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        call.call_id,
+        call.event_id,
+        call.alert_id,
+        call.phone,
+        call.destination,
+        call.placed_ms
+    ])?;
+    Ok(())
+}
+
+/// The call a provider's call id names, if hydrowatch placed it (and retention kept it).
+pub fn placed_call(conn: &Connection, call_id: &str) -> Result<Option<PlacedCall>, JournalError> {
+    use rusqlite::OptionalExtension;
+    Ok(conn
+        .prepare_cached(
+            "SELECT call_id, event_id, alert_id, phone, destination, placed_ms
+             FROM voice_calls WHERE call_id = ?1",
+        )?
+        .query_row([call_id], placed_row)
+        .optional()?)
+}
+
+fn placed_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PlacedCall> {
+    Ok(PlacedCall {
+        call_id: r.get(0)?,
+        event_id: r.get(1)?,
+        alert_id: r.get(2)?,
+        phone: r.get(3)?,
+        destination: r.get(4)?,
+        placed_ms: r.get(5)?,
+    })
+}
+
+/// The event a call report's reference names: the reference itself (hydrowatch's event id,
+/// as Aliyun's `out_id` returns it), or the event of the call a provider's call id names.
+pub fn event_of_reference(conn: &Connection, reference: &str) -> Result<String, JournalError> {
+    Ok(placed_call(conn, reference)?.map_or_else(|| reference.to_string(), |c| c.event_id))
+}
+
 /// The open alerts `person` was called for, newest call first, with the team that called.
 pub fn alerts_calling(
     conn: &Connection,
@@ -323,6 +387,26 @@ pub fn audit(
         for c in &callees {
             out.push(base().with_callee(c));
         }
+    }
+    // Each call a provider accepted, with the id its call reports name it by.
+    let mut stmt = conn.prepare_cached(
+        "SELECT call_id, event_id, alert_id, phone, destination, placed_ms FROM voice_calls
+         WHERE alert_id = ?1 ORDER BY placed_ms LIMIT ?2",
+    )?;
+    for call in stmt.query_map(params![alert_id, limit as i64], placed_row)? {
+        let call = call?;
+        let mut e = Entry::new(alert_id, call.placed_ms, "call_placed");
+        if let Some(p) = settings.person_by_phone(&call.phone) {
+            e = e.with_callee(&callout::callee(p, None));
+        }
+        if let Some((team, channel)) = call.destination.rsplit_once('/') {
+            e.team = Some(team.to_string());
+            e.channel = Some(channel.to_string());
+        }
+        e.phone = Some(call.phone);
+        e.event_id = Some(call.event_id);
+        e.detail = Some(format!("provider call id {}", call.call_id));
+        out.push(e);
     }
     out.sort_by_key(|e| e.at);
     out.truncate(limit);
@@ -517,68 +601,311 @@ pub fn log_answer(
             .map_or(channel, |(_, c)| c)
             .to_string(),
     );
-    e.event_id = answer.reference.clone();
+    // A provider's call id is not an event: the line names the call's event, and the call.
+    let call = match answer.reference.as_deref() {
+        Some(reference) => placed_call(conn, reference)?,
+        None => None,
+    };
+    e.event_id = call
+        .as_ref()
+        .map(|c| c.event_id.clone())
+        .or_else(|| answer.reference.clone());
+    let on_call = call.map_or_else(String::new, |c| format!(" on call {}", c.call_id));
     e.detail = Some(match answer.outcome.detail() {
         Some(d) => format!(
-            "{} {d} (reported at {})",
+            "{} {d} (reported at {}){on_call}",
             answer.outcome.as_str(),
             answer.at
         ),
-        None => format!("{} (reported at {})", answer.outcome.as_str(), answer.at),
+        None => format!(
+            "{} (reported at {}){on_call}",
+            answer.outcome.as_str(),
+            answer.at
+        ),
     });
     log(conn, &e)
 }
 
-/// The open alerts an answer is about, each with the team it acknowledges for: the alert (or
-/// event) its reference names, else every open, unacknowledged alert that called `person`.
-/// No person and no reference: none (the answer is still logged, for no alert).
+/// The open alerts an answer is about, each with the team it acknowledges for.
+///
+/// With a reference: the alert it names (an alert id, an event id, or the provider's id of a
+/// call hydrowatch placed), and only that alert; none when that alert is no longer open (a
+/// keypress on the call for one alert never acknowledges another). Without a reference (an
+/// SMS reply, a gateway that sends none): every open, unacknowledged alert that called
+/// `person`.
+///
+/// A reference hydrowatch does not know: on a channel whose reports name each call by the
+/// provider's call id (`calls_recorded`: Tencent, Aliyun), it names a call not recorded (a
+/// report that overtook the record, or a call placed before call ids were kept), so the
+/// answer is taken for the alert that called `person` only when exactly one open,
+/// unacknowledged alert did, and for none otherwise: the 叫应 chains go on rather than end
+/// on a guess. On other channels (an SMS gateway's own message id) every open,
+/// unacknowledged alert that called `person`, as without a reference.
+///
+/// No person and no known reference: none (the answer is still logged, for no alert).
 pub fn answer_targets(
     conn: &Connection,
     settings: &Settings,
     open: &[Alert],
     person: Option<&str>,
     reference: Option<&str>,
+    calls_recorded: bool,
 ) -> Result<Vec<(String, String)>, JournalError> {
     let called = match person {
         Some(p) => alerts_calling(conn, p)?,
         None => Vec::new(),
     };
-    if let Some(reference) = reference {
-        let alert_id = match open.iter().find(|a| a.alert_id == reference) {
-            Some(a) => Some(a.alert_id.clone()),
-            None => alert_of_event(conn, reference)?,
-        };
-        if let Some(alert) = alert_id.and_then(|id| open.iter().find(|a| a.alert_id == id)) {
-            let team = match called.iter().find(|(a, _)| *a == alert.alert_id) {
-                Some((_, team)) => Some(team.clone()),
-                None => {
-                    // Not called by name (an inline member, a channel's fixed phones): the
-                    // first team that may acknowledge and lists the person.
-                    let paged = journal::paged_teams(conn, &alert.alert_id)?;
-                    let teams = super::teams_for(settings, alert, &paged);
-                    teams
-                        .iter()
-                        .find(|t| {
-                            settings.team(t).is_some_and(|team| {
-                                team.members
-                                    .iter()
-                                    .any(|m| person.is_some() && m.person.as_deref() == person)
-                            })
-                        })
-                        .or(teams.first())
-                        .cloned()
-                }
-            };
-            if let Some(team) = team {
-                return Ok(vec![(alert.alert_id.clone(), team)]);
-            }
-        }
-    }
-    Ok(called
-        .into_iter()
+    let unanswered: Vec<(String, String)> = called
+        .iter()
         .filter(|(a, _)| {
             open.iter()
                 .any(|o| o.alert_id == *a && o.acknowledged_by.is_none())
         })
-        .collect())
+        .cloned()
+        .collect();
+    let Some(reference) = reference else {
+        return Ok(unanswered);
+    };
+    let alert_id = match open.iter().find(|a| a.alert_id == reference) {
+        Some(a) => Some(a.alert_id.clone()),
+        None => match placed_call(conn, reference)? {
+            Some(call) => Some(call.alert_id),
+            None => alert_of_event(conn, reference)?,
+        },
+    };
+    let Some(alert_id) = alert_id else {
+        return Ok(if calls_recorded && unanswered.len() > 1 {
+            Vec::new()
+        } else {
+            unanswered
+        });
+    };
+    let Some(alert) = open.iter().find(|a| a.alert_id == alert_id) else {
+        return Ok(Vec::new());
+    };
+    let team = match called.iter().find(|(a, _)| *a == alert.alert_id) {
+        Some((_, team)) => Some(team.clone()),
+        None => {
+            // Not called by name (an inline member, a channel's fixed phones): the
+            // first team that may acknowledge and lists the person.
+            let paged = journal::paged_teams(conn, &alert.alert_id)?;
+            let teams = super::teams_for(settings, alert, &paged);
+            teams
+                .iter()
+                .find(|t| {
+                    settings.team(t).is_some_and(|team| {
+                        team.members
+                            .iter()
+                            .any(|m| person.is_some() && m.person.as_deref() == person)
+                    })
+                })
+                .or(teams.first())
+                .cloned()
+        }
+    };
+    Ok(team
+        .map(|team| vec![(alert.alert_id.clone(), team)])
+        .unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = r#"
+[[people]]
+id = "wang"
+name = "王队长"
+phone = "13800000001"
+
+[[teams]]
+id = "east"
+members = ["wang"]
+
+[[stations]]
+id = "s1"
+team = "east"
+stages = { guard = 1.0, warning = 2.0 }
+
+[[stations]]
+id = "s2"
+team = "east"
+stages = { guard = 1.0, warning = 2.0 }
+"#;
+
+    fn alert(id: &str, station: &str) -> Alert {
+        Alert {
+            alert_id: id.into(),
+            station: station.into(),
+            rule: "stage".into(),
+            state: AlertState::Firing,
+            stage: "warning".into(),
+            stage_index: 1,
+            value: 2.5,
+            threshold: 2.0,
+            opened_at: 0,
+            updated_at: 0,
+            acknowledged_by: None,
+            acknowledged_at: None,
+        }
+    }
+
+    /// Alerts a1 (event e1, station s1) and a2 (event e2, station s2), both open, both having
+    /// paged 王队长, and the Tencent call for e1 recorded as `call-a`.
+    fn journal() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let conn = journal::open(&dir.path().join("j.db")).expect("journal");
+        for (seq, (alert_id, event_id, station)) in
+            [("a1", "e1", "s1"), ("a2", "e2", "s2")].iter().enumerate()
+        {
+            conn.execute(
+                "INSERT INTO alerts VALUES (?1, ?2, 'stage', 1, 0, '{}')",
+                [alert_id, station],
+            )
+            .expect("alert");
+            conn.execute(
+                "INSERT INTO alert_events (seq, event_id, alert_id, created_ms, json)
+                 VALUES (?1, ?2, ?3, 0, '{}')",
+                params![seq as i64 + 1, event_id, alert_id],
+            )
+            .expect("event");
+            let mut e = Entry::new(alert_id, 10, "page");
+            e.team = Some("east".into());
+            e.person = Some("wang".into());
+            e.phone = Some("13800000001".into());
+            e.event_id = Some(event_id.to_string());
+            log(&conn, &e).expect("page");
+        }
+        record_call(&conn, &call("call-a", "e1", "a1")).expect("recorded");
+        (dir, conn)
+    }
+
+    fn call(call_id: &str, event_id: &str, alert_id: &str) -> PlacedCall {
+        PlacedCall {
+            call_id: call_id.into(),
+            event_id: event_id.into(),
+            alert_id: alert_id.into(),
+            phone: "13800000001".into(),
+            destination: "east/tencent".into(),
+            placed_ms: 20,
+        }
+    }
+
+    fn ids(targets: Vec<(String, String)>) -> Vec<String> {
+        targets.into_iter().map(|(a, _)| a).collect()
+    }
+
+    #[test]
+    fn a_call_id_answers_for_the_alert_its_call_was_for_only() {
+        let settings = crate::config::load_from_str(CONFIG).expect("valid");
+        let (_dir, conn) = journal();
+        let open = [alert("a1", "s1"), alert("a2", "s2")];
+        let targets = |reference: Option<&str>, recorded: bool| {
+            ids(
+                answer_targets(&conn, &settings, &open, Some("wang"), reference, recorded)
+                    .expect("targets"),
+            )
+        };
+        assert_eq!(targets(Some("call-a"), true), ["a1"]);
+        assert_eq!(
+            targets(Some("e2"), true),
+            ["a2"],
+            "an event id, as Aliyun's out_id"
+        );
+        assert_eq!(targets(Some("a2"), false), ["a2"], "an alert id");
+        // No reference (an SMS reply): every open, unacknowledged alert that called him.
+        assert_eq!(targets(None, true), ["a2", "a1"]);
+        // A call id not recorded: on a voice API that names its calls, two alerts called
+        // him, so it answers for neither; elsewhere (an SMS gateway's own id) for both.
+        assert!(targets(Some("call-unknown"), true).is_empty());
+        assert_eq!(targets(Some("call-unknown"), false), ["a2", "a1"]);
+        // With one alert left calling him, that one is the call he answered.
+        let mut a2_acknowledged = alert("a2", "s2");
+        a2_acknowledged.acknowledged_by = Some("east".into());
+        let one = [alert("a1", "s1"), a2_acknowledged];
+        let got = answer_targets(&conn, &settings, &one, Some("wang"), Some("call-x"), true);
+        assert_eq!(ids(got.expect("targets")), ["a1"]);
+        // The call's alert is over: the keypress answers for no other alert.
+        let only_a2 = [alert("a2", "s2")];
+        let got = answer_targets(
+            &conn,
+            &settings,
+            &only_a2,
+            Some("wang"),
+            Some("call-a"),
+            true,
+        );
+        assert!(got.expect("targets").is_empty());
+    }
+
+    #[test]
+    fn a_call_result_names_the_calls_event_and_the_audit_shows_the_call() {
+        let settings = crate::config::load_from_str(CONFIG).expect("valid");
+        let (_dir, conn) = journal();
+        // The same id recorded twice is one call.
+        record_call(&conn, &call("call-a", "e2", "a2")).expect("ignored");
+        assert_eq!(
+            placed_call(&conn, "call-a").expect("read"),
+            Some(call("call-a", "e1", "a1"))
+        );
+        assert_eq!(event_of_reference(&conn, "call-a").expect("read"), "e1");
+        assert_eq!(event_of_reference(&conn, "e2").expect("read"), "e2");
+        let answer = callout::Answer {
+            phone: "13800000001".into(),
+            outcome: callout::CallOutcome::Keypress("1".into()),
+            at: 30,
+            reference: Some("call-a".into()),
+        };
+        log_answer(
+            &conn,
+            "a1",
+            "east",
+            "east/tencent",
+            Some("wang"),
+            &answer,
+            40,
+        )
+        .expect("log");
+        let lines = audit(&conn, &settings, "a1", 100).expect("audit");
+        let placed = lines
+            .iter()
+            .find(|e| e.kind == "call_placed")
+            .expect("the placed call");
+        assert_eq!(placed.person.as_deref(), Some("wang"));
+        assert_eq!(placed.channel.as_deref(), Some("tencent"));
+        assert_eq!(placed.event_id.as_deref(), Some("e1"));
+        assert_eq!(placed.detail.as_deref(), Some("provider call id call-a"));
+        let result = lines
+            .iter()
+            .find(|e| e.kind == "call_result")
+            .expect("the result");
+        assert_eq!(result.event_id.as_deref(), Some("e1"));
+        assert!(
+            result
+                .detail
+                .as_deref()
+                .is_some_and(|d| d.ends_with("on call call-a")),
+            "{result:?}"
+        );
+        assert!(audit(&conn, &settings, "a2", 100)
+            .expect("audit")
+            .iter()
+            .all(|e| e.kind != "call_placed"));
+    }
+
+    #[test]
+    fn retention_keeps_the_calls_of_open_alerts() {
+        let (_dir, conn) = journal();
+        record_call(&conn, &call("call-b", "e2", "a2")).expect("recorded");
+        conn.execute("UPDATE alerts SET open = 0 WHERE alert_id = 'a1'", [])
+            .expect("closed");
+        let pruned = journal::prune(&conn, i64::MAX, 1_000, None).expect("pruned");
+        assert!(pruned.callouts >= 1, "{pruned:?}");
+        assert_eq!(placed_call(&conn, "call-a").expect("read"), None);
+        assert!(placed_call(&conn, "call-b").expect("read").is_some());
+        // Newer than the retention: kept, even for a closed alert.
+        record_call(&conn, &call("call-c", "e1", "a1")).expect("recorded");
+        journal::prune(&conn, i64::MAX, 10, None).expect("pruned");
+        assert!(placed_call(&conn, "call-c").expect("read").is_some());
+    }
 }

@@ -24,6 +24,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 use tokio::sync::Notify;
 
+use super::callout_log::{self, PlacedCall};
 use super::mqtt::Publisher;
 use super::outbox::{self, Pending};
 use super::outcome::{self, Failure};
@@ -406,6 +407,7 @@ impl Dispatcher {
         let nonce = uuid::Uuid::new_v4().simple().to_string();
         let mut transient = Vec::new();
         let mut refused = Vec::new();
+        let destination = super::destination(team, channel);
         for call in voice::calls(channel, &phones, &payload, now_millis(), &nonce) {
             let answer = match self.send(channel, call.request).await {
                 Ok((_, body)) if outcome::voice_number_limited(settings.provider, &body) => {
@@ -414,7 +416,26 @@ impl Dispatcher {
                         String::from_utf8_lossy(&body[..body.len().min(256)])
                     )))
                 }
-                Ok((status, body)) => outcome::voice_answer(settings.provider, status, &body),
+                Ok((status, body)) => outcome::voice_answer(settings.provider, status, &body)
+                    .map(|()| voice::call_id(settings.provider, &body)),
+                Err(failure) => Err(failure),
+            };
+            let answer = match answer {
+                Ok(Some(call_id)) => {
+                    // Before the page counts as delivered: the call's reports name only
+                    // this id, and a keypress must find the alert this call was about.
+                    self.record_call(PlacedCall {
+                        call_id,
+                        event_id: pending.event.event_id.clone(),
+                        alert_id: pending.event.alert_id.clone(),
+                        phone: call.phone.clone(),
+                        destination: destination.clone(),
+                        placed_ms: now_millis(),
+                    })
+                    .await;
+                    Ok(())
+                }
+                Ok(None) => Ok(()),
                 Err(failure) => Err(failure),
             };
             let finished = match answer {
@@ -446,6 +467,26 @@ impl Dispatcher {
             return Err(Failure::Refused(refused.join("; ")));
         }
         Ok(())
+    }
+
+    /// Records a placed call under its provider id, in a write transaction of its own. A
+    /// failure is logged, not retried: the phone is ringing already, and calling it again
+    /// would not help; that call's reports are then taken as for a call not recorded (see
+    /// `callout_log::answer_targets`).
+    async fn record_call(&self, call: PlacedCall) {
+        let (call_id, alert_id) = (call.call_id.clone(), call.alert_id.clone());
+        let written = self
+            .db(move |c| {
+                let tx = journal::immediate(c)?;
+                callout_log::record_call(&tx, &call)?;
+                tx.commit()?;
+                Ok(())
+            })
+            .await;
+        if let Err(e) = written {
+            tracing::error!(%call_id, %alert_id, error = %e,
+                "cannot record a placed call: its keypress will not find its alert by call id");
+        }
     }
 
     /// Sends one request, bounded by the channel's timeout, and reads the whole answer.

@@ -68,7 +68,11 @@ pub fn after_answer(
         }
         // The call's event: the one the result names, else this channel's latest page.
         let named = match answer.reference.as_deref() {
-            Some(reference) => event_seq(tx, reference, alert_id)?,
+            Some(reference) => event_seq(
+                tx,
+                &callout_log::event_of_reference(tx, reference)?,
+                alert_id,
+            )?,
             None => None,
         };
         let Some(seq) = named.map_or_else(

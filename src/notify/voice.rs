@@ -85,6 +85,32 @@ pub fn calls(
         .collect()
 }
 
+/// The provider's id for a call it accepted, from its answer to the request that placed it:
+/// Tencent's `Response.SendStatus.CallId` (its call reports name the call by this `callid`
+/// alone), Aliyun's `CallId` (its reports also carry the `OutId` hydrowatch sent). `None`
+/// for a gateway of one's own, or an answer without one.
+pub fn call_id(provider: VoiceProvider, answer: &[u8]) -> Option<String> {
+    let answer: serde_json::Value = serde_json::from_slice(answer).ok()?;
+    let id = match provider {
+        VoiceProvider::Tencent => answer.pointer("/Response/SendStatus/CallId"),
+        VoiceProvider::Aliyun => answer.get("CallId"),
+        VoiceProvider::Template => None,
+    }?;
+    let id = id.as_str()?.trim();
+    // An id is a short token; anything else is not one the callbacks will name.
+    (!id.is_empty() && id.len() <= MAX_CALL_ID_BYTES).then(|| id.to_string())
+}
+
+/// Whether a provider's answers give each call an id (see [`call_id`]) that its call reports
+/// name: hydrowatch records those ids, so a report naming an unknown one is a call it did not
+/// record.
+pub fn records_call_ids(provider: VoiceProvider) -> bool {
+    matches!(provider, VoiceProvider::Tencent | VoiceProvider::Aliyun)
+}
+
+/// Longest provider call id kept (Tencent's are 36-character UUIDs, Aliyun's ~30 characters).
+const MAX_CALL_ID_BYTES: usize = 128;
+
 /// What the call says: state, river and the rule's sentence, without links or times that
 /// make no sense spoken.
 pub fn spoken_text(p: &EventPayload, language: Language) -> String {
@@ -527,6 +553,32 @@ mod tests {
     use super::*;
     use crate::notify::callout::CallOutcome;
     use std::time::Duration;
+
+    #[test]
+    fn the_call_id_is_read_from_each_providers_answer() {
+        let tencent =
+            br#"{"Response":{"SendStatus":{"CallId":"12582bce-403c-11eb-96b8-525400476c37",
+            "SessionContext":"e1"},"RequestId":"r1"}}"#;
+        assert_eq!(
+            call_id(VoiceProvider::Tencent, tencent).as_deref(),
+            Some("12582bce-403c-11eb-96b8-525400476c37")
+        );
+        let aliyun =
+            br#"{"RequestId":"r2","CallId":"116012354148^10281378","Code":"OK","Message":"OK"}"#;
+        assert_eq!(
+            call_id(VoiceProvider::Aliyun, aliyun).as_deref(),
+            Some("116012354148^10281378")
+        );
+        // An error, another provider's shape, a gateway of one's own, no JSON: no id.
+        let error =
+            br#"{"Response":{"Error":{"Code":"FailedOperation","Message":"x"},"RequestId":"r3"}}"#;
+        assert_eq!(call_id(VoiceProvider::Tencent, error), None);
+        assert_eq!(call_id(VoiceProvider::Tencent, aliyun), None);
+        assert_eq!(call_id(VoiceProvider::Template, aliyun), None);
+        assert_eq!(call_id(VoiceProvider::Aliyun, b"OK"), None);
+        let huge = format!(r#"{{"CallId":"{}"}}"#, "x".repeat(200));
+        assert_eq!(call_id(VoiceProvider::Aliyun, huge.as_bytes()), None);
+    }
 
     /// Aliyun's published V3 example ("V3版本请求体&签名机制"): RunInstances on
     /// ecs.cn-shanghai with two query parameters, an empty body, AccessKey

@@ -86,9 +86,14 @@ struct Rule {
     answer: String,
 }
 
+/// Computes a 200 answer from a request's body (a voice API that names each call it places).
+type Responder = Arc<dyn Fn(&[u8]) -> String + Send + Sync>;
+
 #[derive(Clone, Default)]
 struct Inner {
     log: Arc<Mutex<Vec<Delivery>>>,
+    /// Paths (prefixes) answered 200 with what their responder computes.
+    responders: Arc<Mutex<Vec<(String, Responder)>>>,
     script: Arc<Mutex<VecDeque<Reply>>>,
     rules: Arc<Mutex<Vec<Rule>>>,
     down: Arc<AtomicBool>,
@@ -142,6 +147,35 @@ async fn handle(
         });
         let status = StatusCode::from_u16(rule.status).unwrap();
         return (status, [("content-type", "application/json")], rule.answer).into_response();
+    }
+    let responder = inner
+        .responders
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(path, _)| uri.path().starts_with(path.as_str()))
+        .map(|(_, f)| f.clone());
+    if let Some(respond) = responder {
+        let answer = respond(&body);
+        inner.log.lock().unwrap().push(Delivery {
+            at,
+            method: method.to_string(),
+            path: uri.path().to_string(),
+            query: uri.query().unwrap_or("").to_string(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+                .collect(),
+            body: body.to_vec(),
+            answered: 200,
+            accepted: true,
+        });
+        return (
+            StatusCode::OK,
+            [("content-type", "application/json")],
+            answer,
+        )
+            .into_response();
     }
     let scripted = inner.script.lock().unwrap().pop_front();
     let reply = scripted.unwrap_or_else(|| {
@@ -227,6 +261,20 @@ impl Receiver {
             status,
             answer: answer.into(),
         });
+    }
+
+    /// From now on, answers every request whose path starts with `path` with 200 and the
+    /// JSON `respond` computes from its body (after the rules of [`Receiver::refuse`]).
+    pub fn respond_with(
+        &self,
+        path: &str,
+        respond: impl Fn(&[u8]) -> String + Send + Sync + 'static,
+    ) {
+        self.inner
+            .responders
+            .lock()
+            .unwrap()
+            .push((path.into(), Arc::new(respond)));
     }
 
     /// Forgets every rule set by [`Receiver::refuse`].

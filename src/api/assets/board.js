@@ -32,7 +32,7 @@
       unreached: "未叫醒", paged_people: "已呼叫", tried: "已尝试", callouts: "叫应记录",
       acked_person: "应答人：",
       kind_page: "通知", kind_redial: "重呼", kind_escalation: "呼叫上级", kind_delivered: "已送达",
-      kind_delivery_failed: "发送失败", kind_delivery_pending: "待发送", kind_call_result: "呼叫结果",
+      kind_delivery_failed: "发送失败", kind_delivery_pending: "待发送", kind_call_placed: "已拨出", kind_call_result: "呼叫结果",
       kind_acknowledgement: "确认",
       bulletin: "水雨情日报"
     },
@@ -54,7 +54,7 @@
       unreached: "Unreached", paged_people: "called", tried: "tried", callouts: "Callout log",
       acked_person: "answered by ",
       kind_page: "paged", kind_redial: "called again", kind_escalation: "superior called", kind_delivered: "delivered",
-      kind_delivery_failed: "delivery failed", kind_delivery_pending: "pending", kind_call_result: "call result",
+      kind_delivery_failed: "delivery failed", kind_delivery_pending: "pending", kind_call_placed: "call placed", kind_call_result: "call result",
       kind_acknowledgement: "acknowledged",
       bulletin: "Daily bulletin"
     }
