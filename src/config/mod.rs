@@ -36,6 +36,9 @@ pub struct Settings {
     pub stations: Vec<Station>,
     /// Warning zones (villages) judged on several rain gauges.
     pub zones: Vec<Zone>,
+    /// Station id → index into `stations`, built on the first [`Settings::station`] lookup
+    /// (the writer's tick looks up the station of every open alert, every two seconds).
+    station_ids: std::sync::OnceLock<HashMap<String, usize>>,
 }
 
 impl Settings {
@@ -60,7 +63,18 @@ impl Settings {
 
     /// Looks a station up by id.
     pub fn station(&self, id: &str) -> Option<&Station> {
-        self.stations.iter().find(|s| s.id == id)
+        let index = self.station_ids.get_or_init(|| {
+            let mut index = HashMap::with_capacity(self.stations.len());
+            for (i, s) in self.stations.iter().enumerate() {
+                index.entry(s.id.clone()).or_insert(i);
+            }
+            index
+        });
+        match index.get(id).and_then(|&i| self.stations.get(i)) {
+            Some(s) if s.id == id => Some(s),
+            // Not a station (a zone), or `stations` changed after the index was built.
+            _ => self.stations.iter().find(|s| s.id == id),
+        }
     }
 
     /// What an alert's `station` names: a station, or a warning zone (addressed like a
