@@ -1118,3 +1118,121 @@ impl LogLimiter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alerts::PageReason;
+
+    const CONFIG: &str = r#"
+[mqtt]
+url = "mqtt://127.0.0.1:1"
+client_id = "test"
+
+[journal]
+path = "@DIR@/journal.db"
+
+[http]
+listen = "127.0.0.1:0"
+
+[rules]
+pending = "0s"
+
+[[teams]]
+id = "east"
+token = "east-token"
+renotify = "1s"
+  [[teams.channels]]
+  kind = "webhook"
+  url = "http://127.0.0.1:1/hook"
+
+[[stations]]
+id = "s1"
+team = "east"
+stages = { guard = 1.0, warning = 2.0 }
+"#;
+
+    fn writer(dir: &std::path::Path) -> Writer {
+        let text = CONFIG.replace("@DIR@", &dir.display().to_string());
+        let settings = crate::config::load_from_str(&text).expect("valid configuration");
+        let hooks = Hooks {
+            acks: None,
+            live: broadcast::channel(4).0,
+            forwarder: Arc::new(Notify::new()),
+            dispatcher: Arc::new(Notify::new()),
+        };
+        Writer::open(Arc::new(settings), Arc::new(Shared::default()), hooks).expect("journal")
+    }
+
+    fn reading(level: f64) -> Command {
+        let mut reading = Reading::empty("s1", now_millis());
+        reading.level_m = Some(level);
+        Command::Message(Inbound {
+            topic: "hydro/s1/data".into(),
+            received_at: now_millis(),
+            decoded: Decoded::Readings(vec![reading]),
+            receipt: None,
+            frame: None,
+        })
+    }
+
+    fn tick() -> Command {
+        Command::Tick {
+            check_offline: false,
+        }
+    }
+
+    fn reminders(conn: &Connection) -> usize {
+        let events = journal::alert_events(conn, &open_alert(conn)).expect("events");
+        events
+            .iter()
+            .filter(|e| e.page.as_ref().map(|p| p.reason) == Some(PageReason::Renotify))
+            .count()
+    }
+
+    fn open_alert(conn: &Connection) -> String {
+        journal::open_alerts(conn).expect("alerts")[0]
+            .alert_id
+            .clone()
+    }
+
+    /// The tick reads an open alert's pages, events and steps from the journal once, then
+    /// again only after the writer changed them. Shown by taking the alert's pages out of
+    /// the journal behind the writer's back: a tick that read them would find nobody to
+    /// remind.
+    #[test]
+    fn a_tick_reads_an_alerts_record_only_after_the_writer_changed_it() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut w = writer(dir.path());
+        w.commit(vec![reading(2.5)]);
+        w.commit(vec![tick()]);
+        let probe = journal::open(&dir.path().join("journal.db")).expect("journal");
+        let alert_id = open_alert(&probe);
+        assert_eq!(reminders(&probe), 0, "nothing is due within a second");
+
+        probe
+            .execute("DELETE FROM alert_pages WHERE alert_id = ?1", [&alert_id])
+            .expect("pages deleted");
+        std::thread::sleep(Duration::from_millis(1100));
+        w.commit(vec![tick()]);
+        assert_eq!(
+            reminders(&probe),
+            1,
+            "the reminder comes from the record the first tick read"
+        );
+
+        // The reminder changed the alert's record (its page was written again, just now):
+        // the next tick reads it afresh, and finds the page too recent to remind again.
+        probe
+            .execute("DELETE FROM alert_pages WHERE alert_id = ?1", [&alert_id])
+            .expect("pages deleted");
+        w.commit(vec![tick()]);
+        std::thread::sleep(Duration::from_millis(1100));
+        w.commit(vec![tick()]);
+        assert_eq!(
+            reminders(&probe),
+            1,
+            "after the reminder the record was read again, without the pages taken out"
+        );
+    }
+}

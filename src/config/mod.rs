@@ -720,4 +720,28 @@ mod tests {
         );
         assert!(team_by_token(&teams, "guess").is_none());
     }
+
+    /// `station` looks up by an index built on first use, and still finds what a scan of
+    /// `stations` finds once the list changed after that (the fields are public).
+    #[test]
+    fn a_station_lookup_agrees_with_the_catalogue() {
+        let mut settings = load_from_str(
+            r#"
+[[stations]]
+id = "s1"
+[[stations]]
+id = "s2"
+"#,
+        )
+        .expect("valid");
+        assert_eq!(settings.station("s2").map(|s| s.id.as_str()), Some("s2"));
+        assert!(settings.station("s3").is_none());
+        let mut s3 = settings.stations[0].clone();
+        s3.id = "s3".into();
+        settings.stations.insert(0, s3);
+        for id in ["s1", "s2", "s3"] {
+            assert_eq!(settings.station(id).map(|s| s.id.as_str()), Some(id));
+        }
+        assert!(settings.clone().station("s4").is_none());
+    }
 }
