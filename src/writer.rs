@@ -181,6 +181,8 @@ struct RuleState {
     /// The last snapshot stored per station, to store only changes.
     snapshots: HashMap<String, serde_json::Value>,
     next_seq: i64,
+    /// The journal's record of open alerts, as the tick last read it.
+    timers: TimerRecords,
 }
 
 impl RuleState {
@@ -216,6 +218,7 @@ impl RuleState {
             engine,
             snapshots,
             next_seq: journal::max_reading_seq(conn)? + 1,
+            timers: TimerRecords::default(),
         })
     }
 }
@@ -815,19 +818,25 @@ impl<'c> Step<'c> {
                 self.record(&event)?;
             }
         }
-        for event in due_pages(self.tx, &self.state.engine, self.settings, self.now)? {
+        let RuleState { engine, timers, .. } = &mut *self.state;
+        timers.keep_open(engine);
+        for event in due_pages(self.tx, engine, timers, self.settings, self.now)? {
             self.record(&event)?;
         }
-        for (event, step) in due_callouts(self.tx, &self.state.engine, self.settings, self.now)? {
+        let RuleState { engine, timers, .. } = &mut *self.state;
+        for (event, step) in due_callouts(self.tx, engine, timers, self.settings, self.now)? {
             tracing::warn!(alert_id = %event.alert_id, station = %event.station, team = %step.team,
                 step = step.step, "page not answered in time; calling again");
             self.record(&event)?;
             crate::notify::callout_log::record_step(self.tx, &event.alert_id, &step, self.now)?;
+            self.state.timers.forget(&event.alert_id);
         }
         Ok(())
     }
 
     fn record(&mut self, event: &AlertEvent) -> Result<(), JournalError> {
+        // The alert's events and pages change: the tick reads them again.
+        self.state.timers.forget(&event.alert_id);
         record_event(
             self.tx,
             &self.state.engine,
@@ -955,11 +964,63 @@ fn acknowledge(
     Ok(engine.acknowledge(alert_id, team, now))
 }
 
+/// The journal's record of each open alert that its timers read (who was paged, what its
+/// events say, the callout steps taken), kept between ticks: a tick with nothing due then
+/// reads nothing from the journal. Every write to an alert's events, pages or steps goes
+/// through the writer, which forgets that alert's record in the same step, so the next tick
+/// reads it again inside its transaction; a failed commit rebuilds [`RuleState`] and with it
+/// an empty set of records. A record is read on the first tick that needs it, so the first
+/// tick after a start reads every open alert, and fires what came due meanwhile.
+#[derive(Default)]
+struct TimerRecords {
+    by_alert: HashMap<String, TimerRecord>,
+}
+
+/// One open alert's record, as [`due_pages`] and [`due_callouts`] use it.
+struct TimerRecord {
+    paged: Vec<journal::Paged>,
+    /// `paged` as (team, first paged), for `notify::callout`.
+    paged_at: Vec<(String, Millis)>,
+    history: crate::notify::escalation::History,
+    steps: Vec<crate::notify::callout::Step>,
+}
+
+impl TimerRecords {
+    /// The record of an open alert, read from the journal if it is not held.
+    fn get(&mut self, tx: &Connection, alert_id: &str) -> Result<&TimerRecord, JournalError> {
+        if !self.by_alert.contains_key(alert_id) {
+            let paged = journal::alert_pages(tx, alert_id)?;
+            let record = TimerRecord {
+                paged_at: paged.iter().map(|p| (p.team.clone(), p.paged_ms)).collect(),
+                paged,
+                history: crate::notify::escalation::History::of(&journal::alert_events(
+                    tx, alert_id,
+                )?),
+                steps: crate::notify::callout_log::steps(tx, alert_id)?,
+            };
+            self.by_alert.insert(alert_id.to_string(), record);
+        }
+        Ok(&self.by_alert[alert_id])
+    }
+
+    /// The alert's events, pages or steps changed.
+    fn forget(&mut self, alert_id: &str) {
+        self.by_alert.remove(alert_id);
+    }
+
+    /// Drops the records of alerts that closed.
+    fn keep_open(&mut self, engine: &Engine) {
+        let open: HashSet<&str> = engine.open_alerts().map(|a| a.alert_id.as_str()).collect();
+        self.by_alert.retain(|id, _| open.contains(id.as_str()));
+    }
+}
+
 /// The re-notifications and escalations due at `now`: the journal's record of each open
 /// alert (who was paged, its events) handed to `notify::escalation`, which decides.
 fn due_pages(
     tx: &Connection,
     engine: &Engine,
+    timers: &mut TimerRecords,
     settings: &Settings,
     now: Millis,
 ) -> Result<Vec<AlertEvent>, JournalError> {
@@ -971,13 +1032,16 @@ fn due_pages(
         if alert.acknowledged_by.is_some() || alert.state == AlertState::Pending {
             continue;
         }
-        let paged = journal::alert_pages(tx, &alert.alert_id)?;
-        if paged.is_empty() {
+        let record = timers.get(tx, &alert.alert_id)?;
+        if record.paged.is_empty() {
             continue;
         }
-        let events = journal::alert_events(tx, &alert.alert_id)?;
-        out.extend(crate::notify::escalation::pages(
-            settings, alert, &paged, &events, now,
+        out.extend(crate::notify::escalation::pages_after(
+            settings,
+            alert,
+            &record.paged,
+            &record.history,
+            now,
         ));
     }
     Ok(out)
@@ -988,10 +1052,11 @@ fn due_pages(
 fn due_callouts(
     tx: &Connection,
     engine: &Engine,
+    timers: &mut TimerRecords,
     settings: &Settings,
     now: Millis,
 ) -> Result<Vec<(AlertEvent, crate::notify::callout::DueStep)>, JournalError> {
-    use crate::notify::{callout, callout_log};
+    use crate::notify::callout;
     if !settings.teams.iter().any(|t| t.respond_within.is_some()) {
         return Ok(Vec::new());
     }
@@ -1000,22 +1065,14 @@ fn due_callouts(
         if alert.acknowledged_by.is_some() || alert.state == AlertState::Pending {
             continue;
         }
-        let paged: Vec<(String, Millis)> = journal::alert_pages(tx, &alert.alert_id)?
-            .into_iter()
-            .map(|p| (p.team, p.paged_ms))
-            .collect();
-        if paged.is_empty() {
+        let record = timers.get(tx, &alert.alert_id)?;
+        if record.paged_at.is_empty() {
             continue;
         }
-        let events = journal::alert_events(tx, &alert.alert_id)?;
-        let steps = callout_log::steps(tx, &alert.alert_id)?;
-        let since = crate::notify::escalation::unacknowledged_since(&events);
-        let due = callout::due(settings, alert, &paged, since, &steps, now);
-        let Some(latest) = events
-            .iter()
-            .rev()
-            .find(|e| e.page.is_none() && e.state != AlertState::Acknowledged)
-        else {
+        let since = record.history.unacknowledged_since;
+        let due = callout::due(settings, alert, &record.paged_at, since, &record.steps, now);
+        // The latest lifecycle event that is not an acknowledgement.
+        let Some(latest) = &record.history.latest else {
             continue;
         };
         for step in due {
@@ -1063,5 +1120,123 @@ impl LogLimiter {
                 true
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alerts::PageReason;
+
+    const CONFIG: &str = r#"
+[mqtt]
+url = "mqtt://127.0.0.1:1"
+client_id = "test"
+
+[journal]
+path = "@DIR@/journal.db"
+
+[http]
+listen = "127.0.0.1:0"
+
+[rules]
+pending = "0s"
+
+[[teams]]
+id = "east"
+token = "east-token"
+renotify = "1s"
+  [[teams.channels]]
+  kind = "webhook"
+  url = "http://127.0.0.1:1/hook"
+
+[[stations]]
+id = "s1"
+team = "east"
+stages = { guard = 1.0, warning = 2.0 }
+"#;
+
+    fn writer(dir: &std::path::Path) -> Writer {
+        let text = CONFIG.replace("@DIR@", &dir.display().to_string());
+        let settings = crate::config::load_from_str(&text).expect("valid configuration");
+        let hooks = Hooks {
+            acks: None,
+            live: broadcast::channel(4).0,
+            forwarder: Arc::new(Notify::new()),
+            dispatcher: Arc::new(Notify::new()),
+        };
+        Writer::open(Arc::new(settings), Arc::new(Shared::default()), hooks).expect("journal")
+    }
+
+    fn reading(level: f64) -> Command {
+        let mut reading = Reading::empty("s1", now_millis());
+        reading.level_m = Some(level);
+        Command::Message(Inbound {
+            topic: "hydro/s1/data".into(),
+            received_at: now_millis(),
+            decoded: Decoded::Readings(vec![reading]),
+            receipt: None,
+            frame: None,
+        })
+    }
+
+    fn tick() -> Command {
+        Command::Tick {
+            check_offline: false,
+        }
+    }
+
+    fn reminders(conn: &Connection) -> usize {
+        let events = journal::alert_events(conn, &open_alert(conn)).expect("events");
+        events
+            .iter()
+            .filter(|e| e.page.as_ref().map(|p| p.reason) == Some(PageReason::Renotify))
+            .count()
+    }
+
+    fn open_alert(conn: &Connection) -> String {
+        journal::open_alerts(conn).expect("alerts")[0]
+            .alert_id
+            .clone()
+    }
+
+    /// The tick reads an open alert's pages, events and steps from the journal once, then
+    /// again only after the writer changed them. Shown by taking the alert's pages out of
+    /// the journal behind the writer's back: a tick that read them would find nobody to
+    /// remind.
+    #[test]
+    fn a_tick_reads_an_alerts_record_only_after_the_writer_changed_it() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut w = writer(dir.path());
+        w.commit(vec![reading(2.5)]);
+        w.commit(vec![tick()]);
+        let probe = journal::open(&dir.path().join("journal.db")).expect("journal");
+        let alert_id = open_alert(&probe);
+        assert_eq!(reminders(&probe), 0, "nothing is due within a second");
+
+        probe
+            .execute("DELETE FROM alert_pages WHERE alert_id = ?1", [&alert_id])
+            .expect("pages deleted");
+        std::thread::sleep(Duration::from_millis(1100));
+        w.commit(vec![tick()]);
+        assert_eq!(
+            reminders(&probe),
+            1,
+            "the reminder comes from the record the first tick read"
+        );
+
+        // The reminder changed the alert's record (its page was written again, just now):
+        // the next tick reads it afresh, and finds the page too recent to remind again.
+        probe
+            .execute("DELETE FROM alert_pages WHERE alert_id = ?1", [&alert_id])
+            .expect("pages deleted");
+        w.commit(vec![tick()]);
+        std::thread::sleep(Duration::from_millis(1100));
+        w.commit(vec![tick()]);
+        assert_eq!(
+            reminders(&probe),
+            1,
+            "after the reminder the record was read again, without the pages taken out"
+        );
     }
 }

@@ -36,6 +36,9 @@ pub struct Settings {
     pub stations: Vec<Station>,
     /// Warning zones (villages) judged on several rain gauges.
     pub zones: Vec<Zone>,
+    /// Station id → index into `stations`, built on the first [`Settings::station`] lookup
+    /// (the writer's tick looks up the station of every open alert, every two seconds).
+    station_ids: std::sync::OnceLock<HashMap<String, usize>>,
 }
 
 impl Settings {
@@ -60,7 +63,18 @@ impl Settings {
 
     /// Looks a station up by id.
     pub fn station(&self, id: &str) -> Option<&Station> {
-        self.stations.iter().find(|s| s.id == id)
+        let index = self.station_ids.get_or_init(|| {
+            let mut index = HashMap::with_capacity(self.stations.len());
+            for (i, s) in self.stations.iter().enumerate() {
+                index.entry(s.id.clone()).or_insert(i);
+            }
+            index
+        });
+        match index.get(id).and_then(|&i| self.stations.get(i)) {
+            Some(s) if s.id == id => Some(s),
+            // Not a station (a zone), or `stations` changed after the index was built.
+            _ => self.stations.iter().find(|s| s.id == id),
+        }
     }
 
     /// What an alert's `station` names: a station, or a warning zone (addressed like a
@@ -705,5 +719,29 @@ mod tests {
             "a team without a token holds no empty one"
         );
         assert!(team_by_token(&teams, "guess").is_none());
+    }
+
+    /// `station` looks up by an index built on first use, and still finds what a scan of
+    /// `stations` finds once the list changed after that (the fields are public).
+    #[test]
+    fn a_station_lookup_agrees_with_the_catalogue() {
+        let mut settings = load_from_str(
+            r#"
+[[stations]]
+id = "s1"
+[[stations]]
+id = "s2"
+"#,
+        )
+        .expect("valid");
+        assert_eq!(settings.station("s2").map(|s| s.id.as_str()), Some("s2"));
+        assert!(settings.station("s3").is_none());
+        let mut s3 = settings.stations[0].clone();
+        s3.id = "s3".into();
+        settings.stations.insert(0, s3);
+        for id in ["s1", "s2", "s3"] {
+            assert_eq!(settings.station(id).map(|s| s.id.as_str()), Some(id));
+        }
+        assert!(settings.clone().station("s4").is_none());
     }
 }

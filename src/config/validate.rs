@@ -315,6 +315,7 @@ pub(super) fn validate(mut raw: RawSettings, origins: &Origins) -> Result<Settin
             teams,
             stations,
             zones,
+            station_ids: Default::default(),
         })
     } else {
         Err(cx.problems)

@@ -145,6 +145,40 @@ pub fn unacknowledged_since(events: &[AlertEvent]) -> Option<Millis> {
         })
 }
 
+/// What the timers need of an alert's events: kept in place of the events themselves, so
+/// that the writer need not read and parse them again on every tick (see [`History::of`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct History {
+    /// Wall clock of each raise (`firing`, `escalated`) with the stage it raised to.
+    pub raised: Vec<(usize, Millis)>,
+    /// See [`unacknowledged_since`].
+    pub unacknowledged_since: Option<Millis>,
+    /// The latest lifecycle event that is not an acknowledgement: what a page repeats.
+    pub latest: Option<AlertEvent>,
+}
+
+impl History {
+    /// The timers' view of an alert's `events`, oldest first.
+    pub fn of(events: &[AlertEvent]) -> History {
+        let lifecycle = |e: &&AlertEvent| e.page.is_none();
+        History {
+            raised: events
+                .iter()
+                .filter(lifecycle)
+                .filter(|e| matches!(e.state, AlertState::Firing | AlertState::Escalated))
+                .map(|e| (e.stage_index, e.created_at))
+                .collect(),
+            unacknowledged_since: unacknowledged_since(events),
+            latest: events
+                .iter()
+                .rev()
+                .filter(lifecycle)
+                .find(|e| e.state != AlertState::Acknowledged)
+                .cloned(),
+        }
+    }
+}
+
 /// The pages due at `now` for one open alert, from the journal's record of it (`paged`, its
 /// `events` oldest first), as events copied from its latest lifecycle event with a fresh
 /// `event_id`.
@@ -155,27 +189,25 @@ pub fn pages(
     events: &[AlertEvent],
     now: Millis,
 ) -> Vec<AlertEvent> {
-    let lifecycle = |e: &&AlertEvent| e.page.is_none();
-    let raised: Vec<(usize, Millis)> = events
-        .iter()
-        .filter(lifecycle)
-        .filter(|e| matches!(e.state, AlertState::Firing | AlertState::Escalated))
-        .map(|e| (e.stage_index, e.created_at))
-        .collect();
-    let unacknowledged_since = unacknowledged_since(events);
+    pages_after(settings, alert, paged, &History::of(events), now)
+}
+
+/// [`pages`], from the [`History`] of the alert's events.
+pub fn pages_after(
+    settings: &Settings,
+    alert: &Alert,
+    paged: &[Paged],
+    history: &History,
+    now: Millis,
+) -> Vec<AlertEvent> {
     let timers = Timers {
         alert,
         paged,
-        raised: &raised,
-        unacknowledged_since,
+        raised: &history.raised,
+        unacknowledged_since: history.unacknowledged_since,
     };
     let due_now = due(settings, &timers, now);
-    let Some(latest) = events
-        .iter()
-        .rev()
-        .filter(lifecycle)
-        .find(|e| e.state != AlertState::Acknowledged)
-    else {
+    let Some(latest) = &history.latest else {
         return Vec::new();
     };
     due_now
