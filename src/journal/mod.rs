@@ -615,6 +615,10 @@ pub fn paged_teams(conn: &Connection, alert_id: &str) -> Result<Vec<String>, Jou
 
 /// Stores an alert event and the alert as it now is; returns the event's sequence number
 /// (what outbox rows point at).
+///
+/// Only the journal writer calls this, through the path that forgets the alert's timer record
+/// (`writer::TimerRecords`): a write from anywhere else would leave the tick deciding
+/// reminders, escalations and 叫应 steps from a stale record.
 pub fn record_event(
     conn: &Connection,
     event: &AlertEvent,
@@ -665,6 +669,10 @@ pub fn queue_notifications(
 }
 
 /// Records that `team` was sent an event of `alert_id` at `now` (first page kept).
+///
+/// Only the journal writer calls this, through the path that forgets the alert's timer record
+/// (`writer::TimerRecords`): a write from anywhere else would leave the tick deciding
+/// reminders, escalations and 叫应 steps from a stale record.
 pub fn record_page(
     conn: &Connection,
     alert_id: &str,

@@ -118,6 +118,10 @@ pub fn log_page(
 }
 
 /// Records a step as taken, in the transaction of its event.
+///
+/// Only the journal writer calls this, through the path that forgets the alert's timer record
+/// (`writer::TimerRecords`): a write from anywhere else would leave the tick deciding
+/// reminders, escalations and 叫应 steps from a stale record.
 pub fn record_step(
     conn: &Connection,
     alert_id: &str,
