@@ -306,7 +306,7 @@ pub fn audit(
         "SELECT o.destination, o.delivered_ms, o.failed_ms, o.last_error, o.attempts,
                 e.created_ms, e.json, o.phones, o.next_attempt_ms
          FROM outbox o JOIN alert_events e ON e.seq = o.event_seq
-         WHERE e.alert_id = ?1 ORDER BY o.id LIMIT ?2",
+         WHERE e.alert_id = ?1 ORDER BY o.id DESC LIMIT ?2",
     )?;
     let rows = stmt.query_map(params![alert_id, limit as i64], |r| {
         Ok((
@@ -395,7 +395,7 @@ pub fn audit(
     // Each call a provider accepted, with the id its call reports name it by.
     let mut stmt = conn.prepare_cached(
         "SELECT call_id, event_id, alert_id, phone, destination, placed_ms FROM voice_calls
-         WHERE alert_id = ?1 ORDER BY placed_ms LIMIT ?2",
+         WHERE alert_id = ?1 ORDER BY placed_ms DESC LIMIT ?2",
     )?;
     for call in stmt.query_map(params![alert_id, limit as i64], placed_row)? {
         let call = call?;
@@ -412,8 +412,10 @@ pub fn audit(
         e.detail = Some(format!("provider call id {}", call.call_id));
         out.push(e);
     }
+    // Each source gave its newest `limit` lines: keep the newest `limit` of them all.
     out.sort_by_key(|e| e.at);
-    out.truncate(limit);
+    let excess = out.len().saturating_sub(limit);
+    out.drain(..excess);
     Ok(out)
 }
 
@@ -840,6 +842,32 @@ stages = { guard = 1.0, warning = 2.0 }
             true,
         );
         assert!(got.expect("targets").is_empty());
+    }
+
+    #[test]
+    fn a_long_audit_keeps_its_newest_lines_from_every_source() {
+        let settings = crate::config::load_from_str(CONFIG).expect("valid");
+        let (_dir, conn) = journal();
+        // Weeks of a drought alert: many rounds of pages and calls after the first.
+        for i in 0..30_i64 {
+            let mut e = Entry::new("a1", 1_000 + i * 100, "page");
+            e.team = Some("east".into());
+            e.person = Some("wang".into());
+            log(&conn, &e).expect("page");
+            let mut c = call(&format!("call-{i}"), "e1", "a1");
+            c.placed_ms = 1_050 + i * 100;
+            record_call(&conn, &c).expect("call");
+        }
+        let lines = audit(&conn, &settings, "a1", 10).expect("audit");
+        let at: Vec<i64> = lines.iter().map(|e| e.at).collect();
+        assert_eq!(
+            at,
+            [3_500, 3_550, 3_600, 3_650, 3_700, 3_750, 3_800, 3_850, 3_900, 3_950],
+            "the newest ten, oldest first"
+        );
+        assert!(
+            lines.iter().any(|e| e.kind == "call_placed") && lines.iter().any(|e| e.kind == "page")
+        );
     }
 
     #[test]

@@ -632,16 +632,70 @@ pub async fn send(
         .await
         .map_err(|e| Failure::Transient(e.to_string()))?;
     let status = response.status().as_u16();
-    let body = tokio::time::timeout(channel.timeout, response.bytes())
+    let body = tokio::time::timeout(channel.timeout, read_answer(response))
         .await
         .map_err(|_| Failure::Transient("timed out reading the answer".into()))?
         .map_err(|e| Failure::Transient(e.to_string()))?;
-    Ok((status, body.to_vec()))
+    Ok((status, body))
+}
+
+/// Most of a receiver's answer hydrowatch reads: a chat robot's or a voice API's answer is a
+/// few hundred bytes; what a misbehaving receiver sends beyond this is not read.
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// Reads an answer's body up to [`MAX_ANSWER_BYTES`].
+async fn read_answer(mut response: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = MAX_ANSWER_BYTES - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() == MAX_ANSWER_BYTES {
+            break;
+        }
+    }
+    Ok(body)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_receivers_answer_is_read_up_to_a_bound() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        // A receiver that answers with 8 MiB (and would go on).
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = [0_u8; 1024];
+            let _ = socket.read(&mut request).await;
+            let size = 8 * 1024 * 1024;
+            let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {size}\r\n\r\n");
+            socket.write_all(head.as_bytes()).await.unwrap();
+            let block = vec![b'x'; 64 * 1024];
+            for _ in 0..size / block.len() {
+                if socket.write_all(&block).await.is_err() {
+                    return; // hydrowatch stopped reading
+                }
+            }
+        });
+        let response = reqwest::get(&url).await.expect("answer");
+        let body = read_answer(response).await.expect("read");
+        assert_eq!(body.len(), MAX_ANSWER_BYTES);
+        let short = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", short.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut socket, _) = short.accept().await.unwrap();
+            let mut request = [0_u8; 1024];
+            let _ = socket.read(&mut request).await;
+            let answer =
+                "HTTP/1.1 200 OK\r\ncontent-length: 27\r\n\r\n{\"errcode\":0,\"errmsg\":\"ok\"}";
+            socket.write_all(answer.as_bytes()).await.unwrap();
+        });
+        let body = read_answer(reqwest::get(&url).await.expect("answer")).await;
+        assert_eq!(body.expect("read"), br#"{"errcode":0,"errmsg":"ok"}"#);
+    }
 
     #[test]
     fn rate_limit_delays_beyond_the_rate_and_never_drops() {
