@@ -122,12 +122,16 @@ pub async fn run_with_routes(
         .any(|c| c.kind == crate::config::ChannelKind::Mqtt)
         .then(|| crate::notify::mqtt::Publisher::start(&settings))
         .transpose()?;
-    let dispatcher = Arc::new(Dispatcher::open(
-        settings.clone(),
-        http.clone(),
-        notify_mqtt,
-        dispatcher_wake.clone(),
-    )?);
+    // Placed calls are recorded by the writer, in order with their reports.
+    let dispatcher = Arc::new(
+        Dispatcher::open(
+            settings.clone(),
+            http.clone(),
+            notify_mqtt,
+            dispatcher_wake.clone(),
+        )?
+        .with_recorder(commands.clone()),
+    );
     tasks.spawn(dispatcher.run());
 
     let ticker = commands.clone();

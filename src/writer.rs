@@ -66,6 +66,9 @@ pub enum Command {
         answers: Vec<crate::notify::callout::Answer>,
         reply: oneshot::Sender<Vec<AnswerResult>>,
     },
+    /// A voice call the provider accepted, under the id it gave the call (叫应): recorded
+    /// here, so that the call's reports, which come later through this same queue, find it.
+    RecordCall(crate::notify::callout_log::PlacedCall),
     /// Wall-clock tick: offline detection and escalation timers.
     Tick {
         /// False during the start-up grace period, when every station still looks silent
@@ -84,6 +87,29 @@ impl Command {
             }) => r.len(),
             _ => 0,
         }
+    }
+}
+
+/// The dispatcher hands each placed call to the writer through its queue, waiting at most
+/// `wait` for room in it.
+impl crate::notify::dispatch::CallRecorder for mpsc::Sender<Command> {
+    fn record(
+        &self,
+        call: crate::notify::callout_log::PlacedCall,
+        wait: Duration,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>> {
+        Box::pin(async move {
+            self.send_timeout(Command::RecordCall(call), wait)
+                .await
+                .map_err(|e| match e {
+                    mpsc::error::SendTimeoutError::Timeout(_) => {
+                        format!("the journal writer's queue stayed full for {wait:?}")
+                    }
+                    mpsc::error::SendTimeoutError::Closed(_) => {
+                        "the journal writer has stopped".to_string()
+                    }
+                })
+        })
     }
 }
 
@@ -407,7 +433,8 @@ impl Writer {
     /// Commits a group that keeps failing one command at a time, so that one poison message
     /// cannot hold back the rest: a message that cannot be stored alone becomes a dead
     /// letter (cause `unstorable`); an acknowledgement or tick that cannot is dropped (the API
-    /// answers 503; the next tick comes in seconds). When the journal cannot even be read
+    /// answers 503; the next tick comes in seconds), and so is a placed call's record, logged
+    /// with its call id (the phone rang already; its reports then find no call). When the journal cannot even be read
     /// back, or refuses the dead letter too, the fault is the journal's, not the message's:
     /// the writer waits for it, acknowledging nothing.
     fn isolate(&mut self, group: Vec<Command>) {
@@ -438,6 +465,9 @@ impl Writer {
                 Command::Message(inbound) => {
                     let _ = self.commit_retrying(vec![Command::Message(inbound)], false);
                 }
+                Command::RecordCall(call) => tracing::error!(error = %error,
+                    call_id = %call.call_id, alert_id = %call.alert_id,
+                    "placed call not recorded: the journal refuses it; its keypress will not find its alert by call id"),
                 _ => tracing::error!(error = %error, "command dropped: the journal refuses it"),
             }
         }
@@ -513,7 +543,7 @@ impl Writer {
                         let _ = reply.send(result);
                     }
                 }
-                Command::Tick { .. } => {}
+                Command::RecordCall(_) | Command::Tick { .. } => {}
             }
         }
         if let Some(hook) = &self.hooks.acks {
@@ -638,6 +668,7 @@ impl<'c> Step<'c> {
                 self.fx.answer_results.push(results);
                 Ok(())
             }
+            Command::RecordCall(call) => crate::notify::callout_log::record_call(self.tx, call),
             Command::Tick { check_offline } => self.tick(*check_offline),
         }
     }

@@ -727,3 +727,123 @@ async fn a_tencent_keypress_acknowledges_the_alert_its_call_was_for() {
         "{audit_b}"
     );
 }
+
+/// A call is recorded by the journal writer, in order with the reports about it: with the
+/// journal locked by another connection for longer than SQLite's busy timeout (10 s) just as
+/// the first call is accepted, the page's next phone is still called at once, and the keypress on
+/// that first call, reported after the lock is gone, acknowledges exactly its alert although
+/// two open alerts called the same officer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_placed_while_the_journal_is_busy_is_recorded_before_its_keypress() {
+    let mqtt = Mosquitto::start(false);
+    let rx = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal.db");
+    // (session context, call id, when the call request arrived)
+    let placed: std::sync::Arc<std::sync::Mutex<Vec<(String, String, std::time::Instant)>>> =
+        Default::default();
+    let (released_tx, released_rx) = std::sync::mpsc::channel::<()>();
+    let released_tx = std::sync::Mutex::new(Some(released_tx));
+    let log = placed.clone();
+    let path = journal.clone();
+    rx.respond_with("/tencent/", move |body| {
+        let request: Value = serde_json::from_slice(body).unwrap_or_default();
+        let session = request["SessionContext"].as_str().unwrap_or("").to_string();
+        let mut log = log.lock().unwrap();
+        let call_id = format!("busy-call-{}", log.len());
+        if log.is_empty() {
+            // Another connection takes the journal's write lock before the provider answers
+            // the first call, and keeps it past the busy timeout.
+            let (held_tx, held_rx) = std::sync::mpsc::channel();
+            let released = released_tx.lock().unwrap().take();
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let conn = rusqlite::Connection::open(&path).expect("journal");
+                conn.busy_timeout(Duration::from_secs(5)).unwrap();
+                conn.execute_batch("BEGIN IMMEDIATE").expect("write lock");
+                held_tx.send(()).unwrap();
+                std::thread::sleep(Duration::from_millis(11_000));
+                conn.execute_batch("ROLLBACK").unwrap();
+                if let Some(r) = released {
+                    let _ = r.send(());
+                }
+            });
+            held_rx.recv().expect("lock taken");
+        }
+        log.push((session.clone(), call_id.clone(), std::time::Instant::now()));
+        serde_json::json!({"Response": {
+            "SendStatus": {"CallId": call_id, "SessionContext": session},
+            "RequestId": format!("req-{}", log.len()),
+        }})
+        .to_string()
+    });
+    // Each page calls two people, one after the other.
+    let body = format!(
+        "[[people]]\nid = \"zhao\"\nname = \"赵干事\"\nphone = \"13800000002\"\n{}",
+        TWO_STATIONS_ONE_OFFICER
+            .replace(r#"members = ["wang"]"#, r#"members = ["wang", "zhao"]"#)
+            .replace("@RX@", &rx.url(""))
+    );
+    let config = HwConfig::new(&mqtt)
+        .journal(&journal.display().to_string())
+        .body(&body)
+        .build();
+    let hw = Hydrowatch::start_ready(&config, Duration::from_secs(30));
+    publish_all(
+        mqtt.port(),
+        vec![
+            (
+                "hydro/s1/data".into(),
+                br#"{"time":"2021-07-20T08:05:00+08:00","level_m":2.5}"#.to_vec(),
+            ),
+            (
+                "hydro/s2/data".into(),
+                br#"{"time":"2021-07-20T08:05:00+08:00","level_m":2.6}"#.to_vec(),
+            ),
+        ],
+    )
+    .await;
+    wait_until_async(Duration::from_secs(30), "two calls to wang", || {
+        placed.lock().unwrap().len() >= 2
+    })
+    .await;
+    let (first, first_at, second_at) = {
+        let placed = placed.lock().unwrap();
+        (placed[0].clone(), placed[0].2, placed[1].2)
+    };
+    assert!(
+        second_at - first_at < Duration::from_secs(5),
+        "the page's second phone waited {:?} for the first call's record",
+        second_at - first_at
+    );
+    tokio::task::spawn_blocking(move || released_rx.recv_timeout(Duration::from_secs(20)))
+        .await
+        .unwrap()
+        .expect("the journal's lock released");
+    let (session, call_id, _) = first;
+
+    // 王队长 presses 1 on the first call, after the lock is gone.
+    let key = serde_json::json!({"voicekey_callback": {
+        "call_from": "", "callid": call_id, "keypress": "1", "mobile": "13800000001",
+        "nationcode": "86", "keypress_time": now_ms() / 1000,
+    }})
+    .to_string();
+    let (status, body) = hw.http_post(
+        "/api/v1/callbacks/tencent?key=tencent-callback-key",
+        key.as_bytes(),
+        &[("Content-Type", "application/json")],
+    );
+    assert_eq!(status, 200, "{body}");
+    let result: Value = serde_json::from_str(&body).unwrap();
+    let alert = rx
+        .delivered("/hook")
+        .into_iter()
+        .find(|e| e["state"] == "firing" && e["event_id"] == session.as_str())
+        .and_then(|e| e["alert_id"].as_str().map(str::to_string))
+        .expect("the firing page the first call was for");
+    assert_eq!(
+        result[0]["acknowledged"],
+        serde_json::json!([alert]),
+        "the keypress acknowledges the alert of its call: {result}"
+    );
+}

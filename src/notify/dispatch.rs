@@ -18,6 +18,8 @@
 //! next row waits until the oldest send of the last minute is a minute old.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -37,6 +39,19 @@ use crate::model::{format_time, now_millis, Millis};
 /// Longest wait between two attempts at one destination.
 const MAX_BACKOFF_MS: i64 = 60_000;
 
+/// Where the dispatcher hands a placed call to be recorded: the journal writer's queue
+/// (implemented by `writer`), so that the call's row is written in the writer's group
+/// transaction, ahead of every report about the call, which reaches the writer through the
+/// same queue later. `record` waits at most `wait` for room in the queue; an error says why
+/// the call was not handed over.
+pub trait CallRecorder: Send + Sync {
+    fn record(
+        &self,
+        call: PlacedCall,
+        wait: Duration,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>>;
+}
+
 /// What the dispatcher needs.
 pub struct Dispatcher {
     pub settings: Arc<Settings>,
@@ -51,6 +66,9 @@ pub struct Dispatcher {
     /// retry calls only the others. Kept in memory: after a restart a page may ring a
     /// phone twice, never zero times. Cleared when the row is delivered or failed.
     called: Mutex<HashMap<i64, HashSet<String>>>,
+    /// The journal writer, which records placed calls (see [`Dispatcher::with_recorder`]);
+    /// without one (a dispatcher run alone) the dispatcher writes the record itself.
+    recorder: Option<Box<dyn CallRecorder>>,
 }
 
 /// How one row ends this time round.
@@ -92,7 +110,15 @@ impl Dispatcher {
             wake,
             sent: Mutex::new(HashMap::new()),
             called: Mutex::new(HashMap::new()),
+            recorder: None,
         })
+    }
+
+    /// Placed calls are recorded by the journal writer: no wait for the journal's write
+    /// lock between two phones, and a call's row is in before its keypress is handled.
+    pub fn with_recorder(mut self, recorder: impl CallRecorder + 'static) -> Dispatcher {
+        self.recorder = Some(Box::new(recorder));
+        self
     }
 
     /// Runs until the task is cancelled: one worker per destination with pending rows.
@@ -422,16 +448,19 @@ impl Dispatcher {
             };
             let answer = match answer {
                 Ok(Some(call_id)) => {
-                    // Before the page counts as delivered: the call's reports name only
-                    // this id, and a keypress must find the alert this call was about.
-                    self.record_call(PlacedCall {
-                        call_id,
-                        event_id: pending.event.event_id.clone(),
-                        alert_id: pending.event.alert_id.clone(),
-                        phone: call.phone.clone(),
-                        destination: destination.clone(),
-                        placed_ms: now_millis(),
-                    })
+                    // Ahead of the call's reports, which name only this id: a keypress
+                    // must find the alert this call was about.
+                    self.record_call(
+                        PlacedCall {
+                            call_id,
+                            event_id: pending.event.event_id.clone(),
+                            alert_id: pending.event.alert_id.clone(),
+                            phone: call.phone.clone(),
+                            destination: destination.clone(),
+                            placed_ms: now_millis(),
+                        },
+                        channel.timeout,
+                    )
                     .await;
                     Ok(())
                 }
@@ -469,22 +498,27 @@ impl Dispatcher {
         Ok(())
     }
 
-    /// Records a placed call under its provider id, in a write transaction of its own. A
-    /// failure is logged, not retried: the phone is ringing already, and calling it again
-    /// would not help; that call's reports are then taken as for a call not recorded (see
-    /// `callout_log::answer_targets`).
-    async fn record_call(&self, call: PlacedCall) {
+    /// Records a placed call under its provider id: handed to the journal writer, waiting
+    /// at most the channel's timeout for room in its queue; without a writer, in a write
+    /// transaction of its own. A failure is logged, not retried: the phone is ringing
+    /// already, and calling it again would not help; that call's reports are then taken as
+    /// for a call not recorded (see `callout_log::answer_targets`).
+    async fn record_call(&self, call: PlacedCall, wait: Duration) {
         let (call_id, alert_id) = (call.call_id.clone(), call.alert_id.clone());
-        let written = self
-            .db(move |c| {
-                let tx = journal::immediate(c)?;
-                callout_log::record_call(&tx, &call)?;
-                tx.commit()?;
-                Ok(())
-            })
-            .await;
-        if let Err(e) = written {
-            tracing::error!(%call_id, %alert_id, error = %e,
+        let written = match &self.recorder {
+            Some(recorder) => recorder.record(call, wait).await,
+            None => self
+                .db(move |c| {
+                    let tx = journal::immediate(c)?;
+                    callout_log::record_call(&tx, &call)?;
+                    tx.commit()?;
+                    Ok(())
+                })
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        if let Err(error) = written {
+            tracing::error!(%call_id, %alert_id, %error,
                 "cannot record a placed call: its keypress will not find its alert by call id");
         }
     }
