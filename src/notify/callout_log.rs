@@ -5,7 +5,8 @@
 //! channel did with each page without a second copy of it.
 //!
 //! The writer calls the `record_*` and `log_*` functions inside the transaction of the event
-//! they belong to, the dispatcher [`record_call`] in its own; the API reads [`audit`] and
+//! they belong to, and [`record_call`] when the dispatcher hands it a placed call (a
+//! dispatcher without a writer calls it in a transaction of its own); the API reads [`audit`] and
 //! [`unreached`].
 
 use rusqlite::{params, Connection};
@@ -187,8 +188,8 @@ pub struct PlacedCall {
     pub placed_ms: Millis,
 }
 
-/// Records a call the provider accepted (the dispatcher, in its own write transaction,
-/// before the page is marked delivered). The same id twice is the same call: kept once.
+/// Records a call the provider accepted (the writer, on the dispatcher's
+/// `Command::RecordCall`). The same id twice is the same call: kept once.
 pub fn record_call(conn: &Connection, call: &PlacedCall) -> Result<(), JournalError> {
     conn.prepare_cached(
         "INSERT OR IGNORE INTO voice_calls
