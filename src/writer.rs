@@ -1231,6 +1231,82 @@ stages = { guard = 1.0, warning = 2.0 }
             .clone()
     }
 
+    fn placed_call(call_id: &str) -> crate::notify::callout_log::PlacedCall {
+        crate::notify::callout_log::PlacedCall {
+            call_id: call_id.into(),
+            event_id: "e1".into(),
+            alert_id: "a1".into(),
+            phone: "13800000001".into(),
+            destination: "east/tencent".into(),
+            placed_ms: now_millis(),
+        }
+    }
+
+    fn count(conn: &Connection, table: &str) -> i64 {
+        conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .expect("count")
+    }
+
+    /// A placed call is written in the writer's group transaction, with the rest of it.
+    #[test]
+    fn a_placed_call_is_recorded_in_the_group() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut w = writer(dir.path());
+        let call = placed_call("call-1");
+        w.commit(vec![reading(0.5), Command::RecordCall(call.clone())]);
+        let probe = journal::open(&dir.path().join("journal.db")).expect("journal");
+        let stored = crate::notify::callout_log::placed_call(&probe, "call-1").expect("read");
+        assert_eq!(stored, Some(call));
+        assert_eq!(count(&probe, "readings"), 1);
+    }
+
+    /// A placed call the journal refuses for good is dropped when the writer commits its
+    /// group one command at a time: the rest of the group is stored, and the call is neither
+    /// retried forever nor turned into a dead letter.
+    #[test]
+    fn a_placed_call_the_journal_refuses_is_dropped_not_dead_lettered() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut w = writer(dir.path());
+        let probe = journal::open(&dir.path().join("journal.db")).expect("journal");
+        probe
+            .execute_batch("DROP TABLE voice_calls")
+            .expect("table dropped");
+        w.commit(vec![
+            Command::RecordCall(placed_call("call-1")),
+            reading(0.5),
+        ]);
+        assert_eq!(
+            count(&probe, "readings"),
+            1,
+            "the reading behind it is stored"
+        );
+        assert_eq!(count(&probe, "dead_letters"), 0, "no dead letter");
+    }
+
+    /// The dispatcher waits for room in the writer's queue at most as long as it is told.
+    #[tokio::test]
+    async fn handing_a_call_to_a_full_queue_gives_up_after_the_wait() {
+        use crate::notify::dispatch::CallRecorder;
+        let (tx, mut rx) = mpsc::channel::<Command>(1);
+        tx.record(placed_call("call-1"), Duration::from_millis(50))
+            .await
+            .expect("room for one");
+        let started = std::time::Instant::now();
+        let refused = tx
+            .record(placed_call("call-2"), Duration::from_millis(50))
+            .await
+            .expect_err("the queue is full");
+        assert!(started.elapsed() < Duration::from_secs(2), "{refused}");
+        assert!(refused.contains("queue stayed full"), "{refused}");
+        assert!(matches!(rx.recv().await, Some(Command::RecordCall(c)) if c.call_id == "call-1"));
+        drop(rx);
+        let refused = tx
+            .record(placed_call("call-3"), Duration::from_millis(50))
+            .await
+            .expect_err("the writer is gone");
+        assert!(refused.contains("stopped"), "{refused}");
+    }
+
     /// The tick reads an open alert's pages, events and steps from the journal once, then
     /// again only after the writer changed them. Shown by taking the alert's pages out of
     /// the journal behind the writer's back: a tick that read them would find nobody to
