@@ -45,6 +45,7 @@ const MAX_BACKOFF_MS: i64 = 60_000;
 /// same queue later. `record` waits at most `wait` for room in the queue; an error says why
 /// the call was not handed over.
 pub trait CallRecorder: Send + Sync {
+    /// Hands `call` over, waiting at most `wait`.
     fn record(
         &self,
         call: PlacedCall,
