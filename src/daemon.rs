@@ -123,15 +123,13 @@ pub async fn run_with_routes(
         .then(|| crate::notify::mqtt::Publisher::start(&settings))
         .transpose()?;
     // Placed calls are recorded by the writer, in order with their reports.
-    let dispatcher = Arc::new(
-        Dispatcher::open(
-            settings.clone(),
-            http.clone(),
-            notify_mqtt,
-            dispatcher_wake.clone(),
-        )?
-        .with_recorder(commands.clone()),
-    );
+    let dispatcher = Arc::new(Dispatcher::open(
+        settings.clone(),
+        http.clone(),
+        notify_mqtt,
+        dispatcher_wake.clone(),
+        commands.clone(),
+    )?);
     tasks.spawn(dispatcher.run());
 
     let ticker = commands.clone();

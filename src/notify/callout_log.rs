@@ -5,9 +5,8 @@
 //! channel did with each page without a second copy of it.
 //!
 //! The writer calls the `record_*` and `log_*` functions inside the transaction of the event
-//! they belong to, and [`record_call`] when the dispatcher hands it a placed call (a
-//! dispatcher without a writer calls it in a transaction of its own); the API reads [`audit`] and
-//! [`unreached`].
+//! they belong to, and [`record_call`] when the dispatcher hands it a placed call; the API
+//! reads [`audit`] and [`unreached`].
 
 use rusqlite::{params, Connection};
 use serde::Serialize;

@@ -26,7 +26,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 use tokio::sync::Notify;
 
-use super::callout_log::{self, PlacedCall};
+use super::callout_log::PlacedCall;
 use super::mqtt::Publisher;
 use super::outbox::{self, Pending};
 use super::outcome::{self, Failure};
@@ -67,9 +67,9 @@ pub struct Dispatcher {
     /// retry calls only the others. Kept in memory: after a restart a page may ring a
     /// phone twice, never zero times. Cleared when the row is delivered or failed.
     called: Mutex<HashMap<i64, HashSet<String>>>,
-    /// The journal writer, which records placed calls (see [`Dispatcher::with_recorder`]);
-    /// without one (a dispatcher run alone) the dispatcher writes the record itself.
-    recorder: Option<Box<dyn CallRecorder>>,
+    /// The journal writer, which records placed calls: no wait for the journal's write lock
+    /// between two phones, and a call's row is in before its keypress is handled.
+    recorder: Box<dyn CallRecorder>,
 }
 
 /// How one row ends this time round.
@@ -94,6 +94,7 @@ impl Dispatcher {
         http: reqwest::Client,
         mqtt: Option<Publisher>,
         wake: Arc<Notify>,
+        recorder: impl CallRecorder + 'static,
     ) -> Result<Dispatcher, JournalError> {
         let conn = journal::open(&settings.journal.path)?;
         let adopted = outbox::adopt_positional_destinations(&conn, &settings)?;
@@ -111,15 +112,8 @@ impl Dispatcher {
             wake,
             sent: Mutex::new(HashMap::new()),
             called: Mutex::new(HashMap::new()),
-            recorder: None,
+            recorder: Box::new(recorder),
         })
-    }
-
-    /// Placed calls are recorded by the journal writer: no wait for the journal's write
-    /// lock between two phones, and a call's row is in before its keypress is handled.
-    pub fn with_recorder(mut self, recorder: impl CallRecorder + 'static) -> Dispatcher {
-        self.recorder = Some(Box::new(recorder));
-        self
     }
 
     /// Runs until the task is cancelled: one worker per destination with pending rows.
@@ -500,25 +494,13 @@ impl Dispatcher {
     }
 
     /// Records a placed call under its provider id: handed to the journal writer, waiting
-    /// at most the channel's timeout for room in its queue; without a writer, in a write
-    /// transaction of its own. A failure is logged, not retried: the phone is ringing
+    /// at most the channel's timeout for room in its queue. A failure is logged, not
+    /// retried: the phone is ringing
     /// already, and calling it again would not help; that call's reports are then taken as
     /// for a call not recorded (see `callout_log::answer_targets`).
     async fn record_call(&self, call: PlacedCall, wait: Duration) {
         let (call_id, alert_id) = (call.call_id.clone(), call.alert_id.clone());
-        let written = match &self.recorder {
-            Some(recorder) => recorder.record(call, wait).await,
-            None => self
-                .db(move |c| {
-                    let tx = journal::immediate(c)?;
-                    callout_log::record_call(&tx, &call)?;
-                    tx.commit()?;
-                    Ok(())
-                })
-                .await
-                .map_err(|e| e.to_string()),
-        };
-        if let Err(error) = written {
+        if let Err(error) = self.recorder.record(call, wait).await {
             tracing::error!(%call_id, %alert_id, %error,
                 "cannot record a placed call: its keypress will not find its alert by call id");
         }
