@@ -563,6 +563,24 @@ team = "east"
 stages = { guard = 1.0, warning = 2.0 }
 "#;
 
+/// s1 and s2 both over their warning stage: two alerts, each paging wang.
+async fn both_stations_over_warning(port: u16) {
+    publish_all(
+        port,
+        vec![
+            (
+                "hydro/s1/data".into(),
+                br#"{"time":"2021-07-20T08:05:00+08:00","level_m":2.5}"#.to_vec(),
+            ),
+            (
+                "hydro/s2/data".into(),
+                br#"{"time":"2021-07-20T08:05:00+08:00","level_m":2.6}"#.to_vec(),
+            ),
+        ],
+    )
+    .await;
+}
+
 /// The unanswered pages (叫应 steps) the webhook received for `alert_id`, one per event.
 fn steps_for(rx: &Receiver, alert_id: &str) -> usize {
     let mut seen = std::collections::HashSet::new();
@@ -603,20 +621,7 @@ async fn a_tencent_keypress_acknowledges_the_alert_its_call_was_for() {
         .body(&TWO_STATIONS_ONE_OFFICER.replace("@RX@", &rx.url("")))
         .build();
     let hw = Hydrowatch::start_ready(&config, Duration::from_secs(30));
-    publish_all(
-        mqtt.port(),
-        vec![
-            (
-                "hydro/s1/data".into(),
-                br#"{"time":"2021-07-20T08:05:00+08:00","level_m":2.5}"#.to_vec(),
-            ),
-            (
-                "hydro/s2/data".into(),
-                br#"{"time":"2021-07-20T08:05:00+08:00","level_m":2.6}"#.to_vec(),
-            ),
-        ],
-    )
-    .await;
+    both_stations_over_warning(mqtt.port()).await;
     wait_until_async(
         Duration::from_secs(15),
         "both firing pages, each with its call to wang",
@@ -789,20 +794,7 @@ async fn a_call_placed_while_the_journal_is_busy_is_recorded_before_its_keypress
         .body(&body)
         .build();
     let hw = Hydrowatch::start_ready(&config, Duration::from_secs(30));
-    publish_all(
-        mqtt.port(),
-        vec![
-            (
-                "hydro/s1/data".into(),
-                br#"{"time":"2021-07-20T08:05:00+08:00","level_m":2.5}"#.to_vec(),
-            ),
-            (
-                "hydro/s2/data".into(),
-                br#"{"time":"2021-07-20T08:05:00+08:00","level_m":2.6}"#.to_vec(),
-            ),
-        ],
-    )
-    .await;
+    both_stations_over_warning(mqtt.port()).await;
     wait_until_async(Duration::from_secs(30), "two calls to wang", || {
         placed.lock().unwrap().len() >= 2
     })

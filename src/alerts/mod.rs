@@ -96,6 +96,28 @@ pub struct Alert {
     pub acknowledged_at: Option<Millis>,
 }
 
+#[cfg(test)]
+impl Alert {
+    /// For unit tests: alert `alert_id` of `station`'s stage rule, firing at the warning stage
+    /// (2.5 m against 2.0 m), unacknowledged. Change what a test needs with `..`.
+    pub fn sample(alert_id: &str, station: &str) -> Alert {
+        Alert {
+            alert_id: alert_id.into(),
+            station: station.into(),
+            rule: "stage".into(),
+            state: AlertState::Firing,
+            stage: "warning".into(),
+            stage_index: 1,
+            value: 2.5,
+            threshold: 2.0,
+            opened_at: 0,
+            updated_at: 0,
+            acknowledged_by: None,
+            acknowledged_at: None,
+        }
+    }
+}
+
 /// One lifecycle change, with every field the webhook JSON and the InfluxDB `alert_event`
 /// point need; `message` is a ready human sentence.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -233,18 +233,11 @@ stages = { guard = 1.0, warning = 2.0 }
 
     fn alert() -> Alert {
         Alert {
-            alert_id: "a".into(),
-            station: "s1".into(),
-            rule: "stage".into(),
-            state: AlertState::Firing,
             stage: "guard".into(),
             stage_index: 0,
             value: 1.5,
             threshold: 1.0,
-            opened_at: 0,
-            updated_at: 0,
-            acknowledged_by: None,
-            acknowledged_at: None,
+            ..Alert::sample("a", "s1")
         }
     }
 

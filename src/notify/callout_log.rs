@@ -740,20 +740,7 @@ stages = { guard = 1.0, warning = 2.0 }
 "#;
 
     fn alert(id: &str, station: &str) -> Alert {
-        Alert {
-            alert_id: id.into(),
-            station: station.into(),
-            rule: "stage".into(),
-            state: AlertState::Firing,
-            stage: "warning".into(),
-            stage_index: 1,
-            value: 2.5,
-            threshold: 2.0,
-            opened_at: 0,
-            updated_at: 0,
-            acknowledged_by: None,
-            acknowledged_at: None,
-        }
+        Alert::sample(id, station)
     }
 
     /// Alerts a1 (event e1, station s1) and a2 (event e2, station s2), both open, both having

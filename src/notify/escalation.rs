@@ -282,18 +282,10 @@ stages = { guard = 1.0, warning = 2.0 }
 
     fn alert(station: &str, stage_index: usize) -> Alert {
         Alert {
-            alert_id: "a".into(),
-            station: station.into(),
-            rule: "stage".into(),
-            state: AlertState::Firing,
             stage: ["guard", "warning", "guaranteed"][stage_index].into(),
             stage_index,
             value: 2.1,
-            threshold: 2.0,
-            opened_at: 0,
-            updated_at: 0,
-            acknowledged_by: None,
-            acknowledged_at: None,
+            ..Alert::sample("a", station)
         }
     }
 

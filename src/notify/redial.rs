@@ -159,7 +159,6 @@ fn event_id(tx: &Connection, seq: i64) -> Result<String, JournalError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alerts::AlertState;
     use crate::notify::callout::CallOutcome;
 
     const CONFIG: &str = r#"
@@ -183,18 +182,8 @@ members = ["wang", { name = "李四", phone = "13800000002" }]
 
     fn alert(acknowledged: bool) -> Alert {
         Alert {
-            alert_id: "a1".into(),
-            station: "s1".into(),
-            rule: "stage".into(),
-            state: AlertState::Firing,
-            stage: "warning".into(),
-            stage_index: 1,
-            value: 2.5,
-            threshold: 2.0,
-            opened_at: 0,
-            updated_at: 0,
             acknowledged_by: acknowledged.then(|| "east".into()),
-            acknowledged_at: None,
+            ..Alert::sample("a1", "s1")
         }
     }
 

@@ -179,18 +179,12 @@ mod tests {
     #[test]
     fn a_rain_level_event_carries_its_window_and_gauge() {
         let alert = crate::alerts::Alert {
-            alert_id: "a1".into(),
-            station: "v01".into(),
             rule: "rain_level".into(),
-            state: crate::alerts::AlertState::Firing,
             stage: "prepare".into(),
             stage_index: 0,
             value: 38.0,
             threshold: 35.0,
-            opened_at: 0,
-            updated_at: 0,
-            acknowledged_by: None,
-            acknowledged_at: None,
+            ..crate::alerts::Alert::sample("a1", "v01")
         };
         let mut e = AlertEvent::new(
             &alert,

@@ -122,16 +122,8 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let at = Instant::now();
-    let rule = inner
-        .rules
-        .lock()
-        .unwrap()
-        .iter()
-        .find(|r| {
-            uri.path().starts_with(&r.path) && String::from_utf8_lossy(&body).contains(&r.body)
-        })
-        .cloned();
-    if let Some(rule) = rule {
+    // Every request is logged with what it was answered.
+    let record = |answered: u16, accepted: bool| {
         inner.log.lock().unwrap().push(Delivery {
             at,
             method: method.to_string(),
@@ -142,9 +134,21 @@ async fn handle(
                 .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
                 .collect(),
             body: body.to_vec(),
-            answered: rule.status,
-            accepted: false,
-        });
+            answered,
+            accepted,
+        })
+    };
+    let rule = inner
+        .rules
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|r| {
+            uri.path().starts_with(&r.path) && String::from_utf8_lossy(&body).contains(&r.body)
+        })
+        .cloned();
+    if let Some(rule) = rule {
+        record(rule.status, false);
         let status = StatusCode::from_u16(rule.status).unwrap();
         return (status, [("content-type", "application/json")], rule.answer).into_response();
     }
@@ -157,19 +161,7 @@ async fn handle(
         .map(|(_, f)| f.clone());
     if let Some(respond) = responder {
         let answer = respond(&body);
-        inner.log.lock().unwrap().push(Delivery {
-            at,
-            method: method.to_string(),
-            path: uri.path().to_string(),
-            query: uri.query().unwrap_or("").to_string(),
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
-                .collect(),
-            body: body.to_vec(),
-            answered: 200,
-            accepted: true,
-        });
+        record(200, true);
         return (
             StatusCode::OK,
             [("content-type", "application/json")],
@@ -192,19 +184,7 @@ async fn handle(
         Reply::Status(code) => code,
         Reply::Hang(_) => 0,
     };
-    inner.log.lock().unwrap().push(Delivery {
-        at,
-        method: method.to_string(),
-        path: uri.path().to_string(),
-        query: uri.query().unwrap_or("").to_string(),
-        headers: headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
-            .collect(),
-        body: body.to_vec(),
-        answered,
-        accepted: (200..300).contains(&answered),
-    });
+    record(answered, (200..300).contains(&answered));
     match reply {
         Reply::Hang(d) => {
             tokio::time::sleep(d).await;
