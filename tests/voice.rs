@@ -563,6 +563,22 @@ team = "east"
 stages = { guard = 1.0, warning = 2.0 }
 "#;
 
+/// 王队长 presses 1 on the Tencent call `call_id`: what the callback route answers.
+fn wang_presses_1(hw: &Hydrowatch, call_id: &str) -> Value {
+    let key = serde_json::json!({"voicekey_callback": {
+        "call_from": "", "callid": call_id, "keypress": "1", "mobile": "13800000001",
+        "nationcode": "86", "keypress_time": now_ms() / 1000,
+    }})
+    .to_string();
+    let (status, body) = hw.http_post(
+        "/api/v1/callbacks/tencent?key=tencent-callback-key",
+        key.as_bytes(),
+        &[("Content-Type", "application/json")],
+    );
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
 /// s1 and s2 both over their warning stage: two alerts, each paging wang.
 async fn both_stations_over_warning(port: u16) {
     publish_all(
@@ -655,18 +671,7 @@ async fn a_tencent_keypress_acknowledges_the_alert_its_call_was_for() {
     let b_steps_before = steps_for(&rx, &alert_b);
 
     // 王队长 presses 1 on the call about 横排头 (s1).
-    let key = serde_json::json!({"voicekey_callback": {
-        "call_from": "", "callid": call_for_a, "keypress": "1", "mobile": "13800000001",
-        "nationcode": "86", "keypress_time": now_ms() / 1000,
-    }})
-    .to_string();
-    let (status, body) = hw.http_post(
-        "/api/v1/callbacks/tencent?key=tencent-callback-key",
-        key.as_bytes(),
-        &[("Content-Type", "application/json")],
-    );
-    assert_eq!(status, 200, "{body}");
-    let result: Value = serde_json::from_str(&body).unwrap();
+    let result = wang_presses_1(&hw, &call_for_a);
     assert_eq!(result[0]["person"], "wang", "{result}");
     assert_eq!(
         result[0]["acknowledged"],
@@ -815,18 +820,7 @@ async fn a_call_placed_while_the_journal_is_busy_is_recorded_before_its_keypress
     let (session, call_id, _) = first;
 
     // 王队长 presses 1 on the first call, after the lock is gone.
-    let key = serde_json::json!({"voicekey_callback": {
-        "call_from": "", "callid": call_id, "keypress": "1", "mobile": "13800000001",
-        "nationcode": "86", "keypress_time": now_ms() / 1000,
-    }})
-    .to_string();
-    let (status, body) = hw.http_post(
-        "/api/v1/callbacks/tencent?key=tencent-callback-key",
-        key.as_bytes(),
-        &[("Content-Type", "application/json")],
-    );
-    assert_eq!(status, 200, "{body}");
-    let result: Value = serde_json::from_str(&body).unwrap();
+    let result = wang_presses_1(&hw, &call_id);
     let alert = rx
         .delivered("/hook")
         .into_iter()
