@@ -1127,6 +1127,31 @@ fn in_chunks(
     }
 }
 
+/// For unit tests elsewhere: a fresh journal in a temporary directory, holding event
+/// `e1` (sequence 1) of `alert`, a firing event as the writer would store it.
+#[cfg(test)]
+pub fn with_one_event(alert: &crate::alerts::Alert) -> (tempfile::TempDir, Connection) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let conn = open(&dir.path().join("j.db")).expect("journal");
+    conn.execute(
+        "INSERT INTO alert_events (seq, event_id, alert_id, created_ms, json)
+         VALUES (1, 'e1', ?1, 0, ?2)",
+        params![
+            alert.alert_id,
+            serde_json::json!({
+                "event_id": "e1", "alert_id": alert.alert_id, "state": "firing",
+                "station": alert.station, "rule": alert.rule, "stage": alert.stage,
+                "stage_index": alert.stage_index, "value": alert.value,
+                "threshold": alert.threshold, "observed_at": 0, "created_at": 0, "late": false,
+                "message": format!("{} {:.2} m", alert.station, alert.value)
+            })
+            .to_string()
+        ],
+    )
+    .expect("event");
+    (dir, conn)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

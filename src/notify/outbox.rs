@@ -361,21 +361,13 @@ id = "east"
 "#;
 
     fn journal() -> (tempfile::TempDir, Connection) {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let conn = crate::journal::open(&dir.path().join("j.db")).expect("journal");
-        conn.execute(
-            "INSERT INTO alert_events (seq, event_id, alert_id, created_ms, json)
-             VALUES (1, 'e1', 'a1', 0, ?1)",
-            [serde_json::json!({
-                "event_id": "e1", "alert_id": "a1", "state": "firing", "station": "s1",
-                "rule": "stage", "stage": "guard", "stage_index": 0, "value": 1.5,
-                "threshold": 1.0, "observed_at": 0, "created_at": 0, "late": false,
-                "message": "s1 1.50 m"
-            })
-            .to_string()],
-        )
-        .expect("event");
-        (dir, conn)
+        crate::journal::with_one_event(&crate::alerts::Alert {
+            stage: "guard".into(),
+            stage_index: 0,
+            value: 1.5,
+            threshold: 1.0,
+            ..crate::alerts::Alert::sample("a1", "s1")
+        })
     }
 
     fn queue(conn: &Connection, destination: &str) -> i64 {

@@ -189,20 +189,7 @@ members = ["wang", { name = "李四", phone = "13800000002" }]
 
     /// A journal holding event `e1` of alert `a1` and its page on the gateway.
     fn journal() -> (tempfile::TempDir, Connection) {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let conn = crate::journal::open(&dir.path().join("j.db")).expect("journal");
-        conn.execute(
-            "INSERT INTO alert_events (seq, event_id, alert_id, created_ms, json)
-             VALUES (1, 'e1', 'a1', 0, ?1)",
-            [serde_json::json!({
-                "event_id": "e1", "alert_id": "a1", "state": "firing", "station": "s1",
-                "rule": "stage", "stage": "warning", "stage_index": 1, "value": 2.5,
-                "threshold": 2.0, "observed_at": 0, "created_at": 0, "late": false,
-                "message": "s1 2.50 m"
-            })
-            .to_string()],
-        )
-        .expect("event");
+        let (dir, conn) = crate::journal::with_one_event(&alert(false));
         conn.execute(
             "INSERT INTO outbox (event_seq, destination, next_attempt_ms, delivered_ms)
              VALUES (1, ?1, 0, 10)",
