@@ -81,12 +81,7 @@ members = ["wang", "zhao"]
 "#;
 
 async fn start(team: &str) -> (Mosquitto, Receiver, Hydrowatch) {
-    let mqtt = Mosquitto::start(false);
-    let rx = Receiver::start().await;
-    let body = format!("{team}{PEOPLE}").replace("@RX@", &rx.url(""));
-    let config = HwConfig::new(&mqtt).body(&body).build();
-    let hw = Hydrowatch::start_ready(&config, Duration::from_secs(30));
-    (mqtt, rx, hw)
+    Receiver::with_hydrowatch(&format!("{team}{PEOPLE}")).await
 }
 
 async fn fire(mqtt: &Mosquitto) {

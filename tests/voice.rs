@@ -129,12 +129,7 @@ const VOICE_AND_CHAT: &str = r#"
 "#;
 
 async fn start(channels: &str) -> (Mosquitto, Receiver, Hydrowatch) {
-    let mqtt = Mosquitto::start(false);
-    let rx = Receiver::start().await;
-    let body = format!("{TEAM}{channels}{STATION}").replace("@RX@", &rx.url(""));
-    let config = HwConfig::new(&mqtt).body(&body).build();
-    let hw = Hydrowatch::start_ready(&config, Duration::from_secs(30));
-    (mqtt, rx, hw)
+    Receiver::with_hydrowatch(&format!("{TEAM}{channels}{STATION}")).await
 }
 
 async fn fire(mqtt: &Mosquitto) {

@@ -207,6 +207,24 @@ impl Receiver {
         Receiver::scripted(Vec::new()).await
     }
 
+    /// A Mosquitto, a receiver and a hydrowatch (ready) whose configuration is `body`, with
+    /// `@RX@` standing for the receiver's URL.
+    pub async fn with_hydrowatch(
+        body: &str,
+    ) -> (
+        crate::common::Mosquitto,
+        Receiver,
+        crate::common::Hydrowatch,
+    ) {
+        let mqtt = crate::common::Mosquitto::start(false);
+        let rx = Receiver::start().await;
+        let config = crate::common::HwConfig::new(&mqtt)
+            .body(&body.replace("@RX@", &rx.url("")))
+            .build();
+        let hw = crate::common::Hydrowatch::start_ready(&config, Duration::from_secs(30));
+        (mqtt, rx, hw)
+    }
+
     /// Starts a receiver that answers its first requests from `script`, in order.
     pub async fn scripted(script: Vec<Reply>) -> Receiver {
         let inner = Inner {
