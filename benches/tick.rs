@@ -84,29 +84,7 @@ listen = "127.0.0.1:0"
 [rules]
 pending = "0s"
 
-[[people]]
-id = "wang"
-name = "王队长"
-phone = "13800000001"
-superior = "li"
-
-[[people]]
-id = "zhao"
-name = "赵四"
-phone = "13800000002"
-superior = "li"
-
-[[people]]
-id = "li"
-name = "李镇长"
-phone = "13800000003"
-superior = "chen"
-
-[[people]]
-id = "chen"
-name = "陈县长"
-phone = "13800000004"
-
+{people}
 [[teams]]
 id = "east"
 token = "east-token"
@@ -131,6 +109,7 @@ renotify = "{renotify}"
   url = "http://127.0.0.1:1/command"
 "#,
         journal = dir.join("journal.db").display(),
+        people = include_str!("../tests/data/people.toml"),
     );
     for i in 0..n + READINGS_PER_GROUP {
         text += &format!(

@@ -18,34 +18,9 @@ use sha2::Sha256;
 
 const CALL_SECRET: &str = "call-secret";
 
-const CALLOUT: &str = r#"
-[[people]]
-id = "wang"
-name = "王队长"
-phone = "13800000001"
-role = "village"
-superior = "li"
-
-[[people]]
-id = "zhao"
-name = "赵四"
-phone = "13800000002"
-role = "dike"
-superior = "li"
-
-[[people]]
-id = "li"
-name = "李镇长"
-phone = "13800000003"
-role = "town"
-superior = "chen"
-
-[[people]]
-id = "chen"
-name = "陈县长"
-phone = "13800000004"
-role = "county"
-
+const CALLOUT: &str = concat!(
+    include_str!("data/people.toml"),
+    r#"
 [[teams]]
 id = "east"
 token = "east-token"
@@ -67,7 +42,8 @@ id = "s1"
 name = "横排头"
 team = "east"
 stages = { guard = 1.0, warning = 2.0 }
-"#;
+"#
+);
 
 fn reading(station: &str, time: &str, level: f64) -> (String, Vec<u8>) {
     (

@@ -199,27 +199,9 @@ mod tests {
     use super::*;
     use crate::config::load_from_str;
 
-    const CONFIG: &str = r#"
-[[people]]
-id = "wang"
-name = "王队长"
-phone = "13800000001"
-superior = "li"
-[[people]]
-id = "zhao"
-name = "赵四"
-phone = "13800000002"
-superior = "li"
-[[people]]
-id = "li"
-name = "李镇长"
-phone = "13800000003"
-superior = "chen"
-[[people]]
-id = "chen"
-name = "陈县长"
-phone = "13800000004"
-
+    const CONFIG: &str = concat!(
+        include_str!("../../tests/data/people.toml"),
+        r#"
 [[teams]]
 id = "east"
 members = ["wang", "zhao"]
@@ -229,7 +211,8 @@ respond_within = "10s"
 id = "s1"
 team = "east"
 stages = { guard = 1.0, warning = 2.0 }
-"#;
+"#
+    );
 
     fn alert() -> Alert {
         Alert {
