@@ -23,7 +23,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use common::*;
 use receiver::Receiver;
-use stages::{data_file, FT, STAGES_FT, STATION};
+use stages::{FT, STAGES_FT, STATION};
 
 const H: i64 = 3_600_000;
 const DAY: i64 = 24 * H;
@@ -220,40 +220,7 @@ async fn the_bulletins_of_a_replayed_flood_hold_what_the_data_imply() {
     let mqtt = Mosquitto::start(false);
     let mut hw = Hydrowatch::start_ready(&flood_config(&mqtt), Duration::from_secs(30));
 
-    let output = tokio::time::timeout(
-        Duration::from_secs(120),
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_hydrowatch"))
-            .args(["simulate", "--broker", &mqtt.url(), "--replay"])
-            .arg(data_file())
-            .args([
-                "--time-column",
-                "time_utc",
-                "--value-column",
-                "stage_ft",
-                "--station-column",
-                "station",
-                "--scale",
-                "0.3048",
-                "--element",
-                "level_m",
-                "--filter-column",
-                "qualifier",
-                "--filter-value",
-                "A",
-                "--as-fast-as-possible",
-                "--batch",
-                "12",
-            ])
-            .output(),
-    )
-    .await
-    .expect("simulate finishes within 120 s")
-    .expect("run simulate");
-    assert!(
-        output.status.success(),
-        "simulate: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    stages::replay_the_flood(&mqtt.url()).await;
     publish_all(
         mqtt.port(),
         rain.iter()

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use common::*;
 use receiver::Receiver;
-use stages::{data_file, millis, CLEAR_MARGIN_M, FT, STAGES_FT, STATION};
+use stages::{millis, CLEAR_MARGIN_M, FT, STAGES_FT, STATION};
 
 fn config(mqtt: &Mosquitto, hook: &str) -> String {
     let stages: Vec<String> = STAGES_FT
@@ -82,41 +82,7 @@ async fn replaying_plumtree_run_gives_the_stage_events_the_data_imply() {
         Duration::from_secs(30),
     );
 
-    let output = tokio::time::timeout(
-        Duration::from_secs(120),
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_hydrowatch"))
-            .args(["simulate", "--broker", &mqtt.url(), "--replay"])
-            .arg(data_file())
-            .args([
-                "--time-column",
-                "time_utc",
-                "--value-column",
-                "stage_ft",
-                "--station-column",
-                "station",
-                "--scale",
-                "0.3048",
-                "--element",
-                "level_m",
-                "--filter-column",
-                "qualifier",
-                "--filter-value",
-                "A",
-                "--as-fast-as-possible",
-                "--batch",
-                "12",
-            ])
-            .output(),
-    )
-    .await
-    .expect("simulate finishes within 120 s")
-    .expect("run simulate");
-    assert!(
-        output.status.success(),
-        "simulate exited {}: {}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
+    stages::replay_the_flood(&mqtt.url()).await;
 
     // Every reading has been processed once the station's latest level is the last row's.
     let last = readings.last().expect("rows").0;

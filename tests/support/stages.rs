@@ -29,6 +29,46 @@ pub fn data_file() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/plumtree_run_2018-08.csv")
 }
 
+/// Replays the record through `hydrowatch simulate` to the broker at `broker_url`, as fast as
+/// it goes, 12 readings a message, approved rows only; panics unless it succeeds within 120 s.
+pub async fn replay_the_flood(broker_url: &str) {
+    let output = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_hydrowatch"))
+            .args(["simulate", "--broker", broker_url, "--replay"])
+            .arg(data_file())
+            .args([
+                "--time-column",
+                "time_utc",
+                "--value-column",
+                "stage_ft",
+                "--station-column",
+                "station",
+                "--scale",
+                "0.3048",
+                "--element",
+                "level_m",
+                "--filter-column",
+                "qualifier",
+                "--filter-value",
+                "A",
+                "--as-fast-as-possible",
+                "--batch",
+                "12",
+            ])
+            .output(),
+    )
+    .await
+    .expect("simulate finishes within 120 s")
+    .expect("run simulate");
+    assert!(
+        output.status.success(),
+        "simulate exited {}: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// (time ms, level in metres), approved rows only, in time order.
 pub fn readings() -> Vec<(i64, f64)> {
     let path = data_file();
