@@ -600,14 +600,24 @@ async fn the_publisher_finishes_after_a_broker_restart_without_state() {
     // The broker goes away with messages outstanding, and comes back knowing nothing of
     // this client: rumqttc drops what it held for the lost session.
     tokio::task::block_in_place(|| mqtt.stop());
-    for i in 1000..1500 {
+    // More messages while it is away. Publishing may block (the client's queue is full
+    // when the broker acknowledged little before it went: back-pressure), so it runs
+    // beside the broker's return, as a replay would.
+    let more = tokio::spawn(async move {
+        for i in 1000..1500 {
+            publisher
+                .publish_raw("sim/t".into(), format!("{i}").into_bytes())
+                .await
+                .expect("queued");
+        }
         publisher
-            .publish_raw("sim/t".into(), format!("{i}").into_bytes())
-            .await
-            .expect("queued");
-    }
+    });
     tokio::time::sleep(Duration::from_millis(1500)).await; // a failed reconnect or two
     tokio::task::block_in_place(|| mqtt.restart());
+    let publisher = tokio::time::timeout(Duration::from_secs(60), more)
+        .await
+        .expect("publishing resumes when the broker is back")
+        .expect("publishing task");
     let finished = tokio::time::timeout(Duration::from_secs(60), publisher.finish()).await;
     // Finished means every message, those held when the session was lost included, has a
     // PubAck from a broker.
