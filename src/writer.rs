@@ -1010,8 +1010,6 @@ struct TimerRecords {
 /// One open alert's record, as [`due_pages`] and [`due_callouts`] use it.
 struct TimerRecord {
     paged: Vec<journal::Paged>,
-    /// `paged` as (team, first paged), for `notify::callout`.
-    paged_at: Vec<(String, Millis)>,
     history: crate::notify::escalation::History,
     steps: Vec<crate::notify::callout::Step>,
 }
@@ -1022,7 +1020,6 @@ impl TimerRecords {
         if !self.by_alert.contains_key(alert_id) {
             let paged = journal::alert_pages(tx, alert_id)?;
             let record = TimerRecord {
-                paged_at: paged.iter().map(|p| (p.team.clone(), p.paged_ms)).collect(),
                 paged,
                 history: crate::notify::escalation::History::of(&journal::alert_events(
                     tx, alert_id,
@@ -1097,11 +1094,16 @@ fn due_callouts(
             continue;
         }
         let record = timers.get(tx, &alert.alert_id)?;
-        if record.paged_at.is_empty() {
+        if record.paged.is_empty() {
             continue;
         }
         let since = record.history.unacknowledged_since;
-        let due = callout::due(settings, alert, &record.paged_at, since, &record.steps, now);
+        let paged: Vec<(String, Millis)> = record
+            .paged
+            .iter()
+            .map(|p| (p.team.clone(), p.paged_ms))
+            .collect();
+        let due = callout::due(settings, alert, &paged, since, &record.steps, now);
         // The latest lifecycle event that is not an acknowledgement.
         let Some(latest) = &record.history.latest else {
             continue;
